@@ -78,7 +78,12 @@ type Plan struct {
 	CostDeltaMonthlyUSD float64         `json:"cost_delta_monthly_usd"`
 	ExpectedDuration    time.Duration   `json:"expected_duration"`
 	Effects             []Effect        `json:"effects"`
-	Hash                string          `json:"hash"`
+	// Rolling marks a config push that Apply performs in batches of at most BatchSize
+	// instances, validating each batch before the next; only such a push may touch more
+	// than 100 instances.
+	Rolling   bool   `json:"rolling,omitempty"`
+	BatchSize int    `json:"batch_size,omitempty"`
+	Hash      string `json:"hash"`
 }
 
 // Result is what a tool returns after Apply (or a read tool after Plan+Apply).
@@ -198,4 +203,7 @@ type VerifyReport struct {
 	Entries     int64  `json:"entries"`
 	FirstBadSeq int64  `json:"first_bad_seq,omitempty"`
 	Problem     string `json:"problem,omitempty"`
+	// HeadHash is the hash of the last entry checked; keep it somewhere else to detect a
+	// later removal of entries from the end of the log.
+	HeadHash string `json:"head_hash,omitempty"`
 }
