@@ -1,0 +1,165 @@
+// Package config is the one typed configuration of the ClawOps gateway.
+//
+// A Config is built in three layers, each overriding the one before: the defaults
+// (Default), an optional YAML file, and CLAWOPS_* environment variables. The file is
+// decoded strictly: an unknown key is an error naming the key path and the line, with a
+// suggestion when a known key is close. The result is then checked by Validate, whose
+// messages name the key and say what to do.
+//
+// Everything is driven by the struct tags of Config: the YAML keys (`yaml:"..."`), the
+// environment variable names (CLAWOPS_ + the upper-cased key path joined by "_", or
+// `env:"-"` for keys that cannot come from the environment) and the secrets
+// (`secret:"true"`, never printed). Adding a section is adding one field whose type is a
+// struct with those tags (and its defaults in Default); if that type has a
+// `validate(path string) []*Error` method, Validate calls it.
+//
+// Secrets never live inline in the file: API tokens name an environment variable or a
+// file (ResolveTokens reads them), and a database DSN holding a password must come from
+// CLAWOPS_DATABASE_DSN or database.dsn_file.
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Config is the whole gateway configuration. The zero value is not useful; start from
+// Default or Load.
+type Config struct {
+	// Listen is the host:port the HTTP API, console and node endpoint listen on.
+	Listen string `yaml:"listen"`
+	// PublicURL is the WebSocket URL nodes dial. Load derives it from Listen when empty.
+	PublicURL string `yaml:"public_url"`
+	// DataDir holds the SQLite database and other local state.
+	DataDir   string    `yaml:"data_dir"`
+	Log       Log       `yaml:"log"`
+	Database  Database  `yaml:"database"`
+	Auth      Auth      `yaml:"auth"`
+	Approvals Approvals `yaml:"approvals"`
+	Nodes     Nodes     `yaml:"nodes"`
+	Fleet     Fleet     `yaml:"fleet"`
+	Demo      Demo      `yaml:"demo"`
+}
+
+// Log configures the gateway's structured logs.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+}
+
+// Database says where state is kept.
+type Database struct {
+	// Driver is sqlite or postgres.
+	Driver string `yaml:"driver"`
+	// DSN is the connection string: a file path for sqlite (empty means
+	// <data_dir>/clawops.db), a URL or key=value string for postgres. It may hold a
+	// password, so it is a secret: it is never printed, and a DSN with a password must come
+	// from CLAWOPS_DATABASE_DSN or DSNFile rather than the config file.
+	DSN string `yaml:"dsn" secret:"true"`
+	// DSNFile names a file whose content is the DSN.
+	DSNFile string `yaml:"dsn_file"`
+}
+
+// Auth configures who may call the API.
+type Auth struct {
+	// Tokens are the API bearer tokens. Their secrets are read by ResolveTokens.
+	Tokens []TokenRef `yaml:"tokens" env:"-"`
+}
+
+// TokenRef names one API token: who it belongs to, the role it grants and where its secret
+// is kept. Exactly one of TokenEnv and TokenFile is set.
+type TokenRef struct {
+	Identity  string `yaml:"identity"`
+	Role      string `yaml:"role"`
+	TokenEnv  string `yaml:"token_env"`
+	TokenFile string `yaml:"token_file"`
+}
+
+// Approvals configures approval requests.
+type Approvals struct {
+	// TTL is how long an approval stays pending before it expires (1m..24h).
+	TTL time.Duration `yaml:"ttl"`
+}
+
+// Nodes configures the gateway's side of the gf-clawnode protocol.
+type Nodes struct {
+	// TickInterval is how often the health monitor looks at the fleet.
+	TickInterval time.Duration `yaml:"tick_interval"`
+	// HeartbeatInterval is how often nodes are asked to send a heartbeat.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// HeartbeatTimeout is how long without a heartbeat before a node counts as offline.
+	HeartbeatTimeout time.Duration `yaml:"heartbeat_timeout"`
+	// JoinTokenTTL is how long a one-time join token may be used.
+	JoinTokenTTL time.Duration `yaml:"join_token_ttl"`
+	// InvokeTimeout bounds one command sent to a node.
+	InvokeTimeout time.Duration `yaml:"invoke_timeout"`
+	// AllowPublicNodeListener permits serving the node endpoint on a non-loopback,
+	// non-tailnet address. Off by default: nodes are meant to dial over the tailnet.
+	AllowPublicNodeListener bool `yaml:"allow_public_node_listener"`
+}
+
+// Fleet configures the fleet's providers.
+type Fleet struct {
+	Local LocalProvider `yaml:"local"`
+}
+
+// LocalProvider configures the provider that runs instances on this machine.
+type LocalProvider struct {
+	// NodeBinary is the gf-clawnode executable to start for each instance.
+	NodeBinary string `yaml:"node_binary"`
+	// Runtime is process (gf-clawnode and a stand-in gateway as processes) or docker.
+	Runtime string `yaml:"runtime"`
+	// ComposeDir is where compose projects are written when Runtime is docker. Load
+	// derives <data_dir>/compose when empty.
+	ComposeDir string `yaml:"compose_dir"`
+}
+
+// Demo configures `clawops demo`.
+type Demo struct {
+	// Pairs is how many primary/standby pairs the demo provisions.
+	Pairs int `yaml:"pairs"`
+}
+
+// Default returns the built-in configuration: a gateway on 127.0.0.1:8080 with SQLite in
+// ./.data, ready for `clawops demo` without a file.
+func Default() *Config {
+	return &Config{
+		Listen:    "127.0.0.1:8080",
+		DataDir:   "./.data",
+		Log:       Log{Level: "info", Format: "text"},
+		Database:  Database{Driver: "sqlite"},
+		Approvals: Approvals{TTL: 30 * time.Minute},
+		Nodes: Nodes{
+			TickInterval:      15 * time.Second,
+			HeartbeatInterval: 10 * time.Second,
+			HeartbeatTimeout:  45 * time.Second,
+			JoinTokenTTL:      time.Hour,
+			InvokeTimeout:     30 * time.Second,
+		},
+		Fleet: Fleet{Local: LocalProvider{NodeBinary: defaultNodeBinary(), Runtime: "process"}},
+		Demo:  Demo{Pairs: 3},
+	}
+}
+
+// defaultNodeBinary is gf-clawnode next to the running executable, so `go build -o bin/`
+// of both commands just works; it falls back to a PATH lookup by name.
+func defaultNodeBinary() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "gf-clawnode"
+	}
+	return filepath.Join(filepath.Dir(exe), "gf-clawnode")
+}
+
+// fillDerived sets the values that default to something computed from other keys.
+func (c *Config) fillDerived() {
+	if c.PublicURL == "" {
+		c.PublicURL = DerivePublicURL(c.Listen)
+	}
+	if c.Fleet.Local.ComposeDir == "" && c.DataDir != "" {
+		c.Fleet.Local.ComposeDir = filepath.Join(c.DataDir, "compose")
+	}
+}

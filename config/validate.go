@@ -1,0 +1,205 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// sectionValidator is implemented by sections that check themselves; path is the
+// section's key path.
+type sectionValidator interface {
+	validate(path string) []*Error
+}
+
+// Validate checks every key and returns all problems joined, each an *Error whose message
+// names the key and says what to do. Values that Load derives (public_url,
+// fleet.local.compose_dir) may be empty here.
+func (c *Config) Validate() error {
+	var errs []*Error
+	errs = append(errs, c.validateListen()...)
+	if c.PublicURL != "" {
+		errs = append(errs, validatePublicURL(c.PublicURL)...)
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		errs = append(errs, keyError("data_dir", "is empty: name the folder for the database and local state, e.g. ./.data"))
+	}
+	v := reflect.ValueOf(c).Elem()
+	for i := range v.NumField() {
+		sv, ok := v.Field(i).Addr().Interface().(sectionValidator)
+		if !ok {
+			continue
+		}
+		errs = append(errs, sv.validate(yamlName(v.Type().Field(i)))...)
+	}
+	joined := make([]error, len(errs))
+	for i, e := range errs {
+		joined[i] = e
+	}
+	return errors.Join(joined...)
+}
+
+func (c *Config) validateListen() []*Error {
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return []*Error{keyError("listen", "%q is not host:port: write e.g. 127.0.0.1:8080", c.Listen)}
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return []*Error{keyError("listen", "port %q is not a number from 0 to 65535", port)}
+	}
+	if !c.Nodes.AllowPublicNodeListener && !privateHost(host) {
+		return []*Error{keyError("listen", "%q would serve the node endpoint beyond loopback and the tailnet: listen on 127.0.0.1 or a tailnet address, or set nodes.allow_public_node_listener: true", c.Listen)}
+	}
+	return nil
+}
+
+// privateHost reports whether host is loopback or on a Tailscale tailnet (100.64.0.0/10,
+// fd7a:115c:a1e0::/48, or a MagicDNS name under .ts.net).
+func privateHost(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".ts.net") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	return ip.IsLoopback() ||
+		netip.MustParsePrefix("100.64.0.0/10").Contains(ip) ||
+		netip.MustParsePrefix("fd7a:115c:a1e0::/48").Contains(ip)
+}
+
+func validatePublicURL(s string) []*Error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return []*Error{keyError("public_url", "%q is not a URL: write the address nodes dial, e.g. wss://clawops.example.ts.net/v1/nodes/ws", s)}
+	}
+	if u.Scheme != "ws" && u.Scheme != "wss" {
+		return []*Error{keyError("public_url", "scheme %q: nodes dial a WebSocket, so use ws:// or wss://", u.Scheme)}
+	}
+	if u.User != nil {
+		return []*Error{keyError("public_url", "must not hold credentials: nodes authenticate with their own key")}
+	}
+	return nil
+}
+
+func oneOf(path, got string, allowed ...string) []*Error {
+	for _, a := range allowed {
+		if got == a {
+			return nil
+		}
+	}
+	return []*Error{keyError(path, "%q is not allowed: use one of %s", got, strings.Join(allowed, ", "))}
+}
+
+func between(path string, got, lo, hi time.Duration) []*Error {
+	if got < lo || got > hi {
+		return []*Error{keyError(path, "%s is out of range: use a value from %s to %s", fmtDuration(got), fmtDuration(lo), fmtDuration(hi))}
+	}
+	return nil
+}
+
+// fmtDuration writes round durations the way people write them in the file (1m, 24h).
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d != 0 && d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d != 0 && d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	}
+	return d.String()
+}
+
+func (l *Log) validate(path string) []*Error {
+	var errs []*Error
+	errs = append(errs, oneOf(path+".level", l.Level, "debug", "info", "warn", "error")...)
+	errs = append(errs, oneOf(path+".format", l.Format, "text", "json")...)
+	return errs
+}
+
+func (d *Database) validate(path string) []*Error {
+	errs := oneOf(path+".driver", d.Driver, "sqlite", "postgres")
+	if d.DSN != "" && d.DSNFile != "" {
+		errs = append(errs, keyError(path+".dsn_file", "is set together with %s.dsn: keep one of them", path))
+	}
+	if d.Driver == "postgres" && d.DSN == "" && d.DSNFile == "" {
+		errs = append(errs, keyError(path+".dsn", "is required for the postgres driver: set CLAWOPS_DATABASE_DSN or %s.dsn_file", path))
+	}
+	return errs
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (a *Auth) validate(path string) []*Error {
+	var errs []*Error
+	seen := map[string]bool{}
+	configVars := map[string]bool{}
+	for _, name := range EnvVars() {
+		configVars[name] = true
+	}
+	for i, t := range a.Tokens {
+		p := fmt.Sprintf("%s.tokens[%d]", path, i)
+		switch {
+		case strings.TrimSpace(t.Identity) == "":
+			errs = append(errs, keyError(p+".identity", "is empty: name who holds the token, e.g. omar"))
+		case seen[t.Identity]:
+			errs = append(errs, keyError(p+".identity", "%q has a token already: give each identity one entry", t.Identity))
+		}
+		seen[t.Identity] = true
+		errs = append(errs, oneOf(p+".role", t.Role, "admin", "approver", "operator", "viewer")...)
+		switch {
+		case t.TokenEnv == "" && t.TokenFile == "":
+			errs = append(errs, keyError(p, "has no secret: set token_env (an environment variable) or token_file (a file) that holds the token"))
+		case t.TokenEnv != "" && t.TokenFile != "":
+			errs = append(errs, keyError(p, "sets both token_env and token_file: keep one"))
+		case t.TokenEnv != "" && !envNameRE.MatchString(t.TokenEnv):
+			errs = append(errs, keyError(p+".token_env", "%q is not an environment variable name: use letters, digits and _", t.TokenEnv))
+		case configVars[t.TokenEnv]:
+			errs = append(errs, keyError(p+".token_env", "%s already sets a config key: choose another name, e.g. CLAWOPS_%s_TOKEN", t.TokenEnv, strings.ToUpper(t.Role)))
+		}
+	}
+	return errs
+}
+
+func (a *Approvals) validate(path string) []*Error {
+	return between(path+".ttl", a.TTL, time.Minute, 24*time.Hour)
+}
+
+func (n *Nodes) validate(path string) []*Error {
+	var errs []*Error
+	errs = append(errs, between(path+".tick_interval", n.TickInterval, time.Second, time.Hour)...)
+	errs = append(errs, between(path+".heartbeat_interval", n.HeartbeatInterval, time.Second, 10*time.Minute)...)
+	errs = append(errs, between(path+".heartbeat_timeout", n.HeartbeatTimeout, time.Second, time.Hour)...)
+	errs = append(errs, between(path+".join_token_ttl", n.JoinTokenTTL, time.Minute, 7*24*time.Hour)...)
+	errs = append(errs, between(path+".invoke_timeout", n.InvokeTimeout, time.Second, 10*time.Minute)...)
+	if n.HeartbeatInterval > 0 && n.HeartbeatTimeout < 2*n.HeartbeatInterval {
+		errs = append(errs, keyError(path+".heartbeat_timeout",
+			"%s is less than twice %s.heartbeat_interval (%s): one late heartbeat would mark a node offline; use at least %s",
+			fmtDuration(n.HeartbeatTimeout), path, fmtDuration(n.HeartbeatInterval), fmtDuration(2*n.HeartbeatInterval)))
+	}
+	return errs
+}
+
+func (f *Fleet) validate(path string) []*Error {
+	l, p := &f.Local, path+".local"
+	var errs []*Error
+	if strings.TrimSpace(l.NodeBinary) == "" {
+		errs = append(errs, keyError(p+".node_binary", "is empty: name the gf-clawnode executable"))
+	}
+	errs = append(errs, oneOf(p+".runtime", l.Runtime, "process", "docker")...)
+	return errs
+}
+
+func (d *Demo) validate(path string) []*Error {
+	if d.Pairs < 1 || d.Pairs > 100 {
+		return []*Error{keyError(path+".pairs", "%d is out of range: use 1 to 100", d.Pairs)}
+	}
+	return nil
+}
