@@ -2,6 +2,11 @@ package fleet
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gatewayforge/clawops"
@@ -70,3 +75,69 @@ const (
 	ReasonProviderInvalid     clawops.ReasonCode = "PROVIDER_INVALID_REQUEST"
 	ReasonProviderUnavailable clawops.ReasonCode = "PROVIDER_UNAVAILABLE"
 )
+
+// ErrMaybeCreated is wrapped in the error a driver's Create returns when the call failed
+// after the provider may already have accepted it (a timeout, a dropped connection, a 5xx,
+// an unreadable answer). Check with errors.Is, then reconcile with List (the
+// clawops.instance label) before creating again, so no server is left running unrecorded.
+var ErrMaybeCreated = errors.New("the server may exist at the provider")
+
+// RateLimited is wrapped in PROVIDER_RATE_LIMITED errors and carries what the provider said
+// about when to come back. Find it with errors.As.
+type RateLimited struct {
+	RetryAfter time.Duration // from a Retry-After header; 0 when absent
+	Reset      time.Time     // from a RateLimit-Reset header (Unix seconds); zero when absent
+	Err        error         // the provider's answer
+}
+
+func (r *RateLimited) Error() string {
+	msg := "rate limited"
+	switch {
+	case r.RetryAfter > 0:
+		msg += fmt.Sprintf(", retry after %s", r.RetryAfter)
+	case !r.Reset.IsZero():
+		msg += fmt.Sprintf(", limit resets at %s", r.Reset.UTC().Format(time.RFC3339))
+	}
+	if r.Err != nil {
+		msg += ": " + r.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap returns the provider's answer.
+func (r *RateLimited) Unwrap() error { return r.Err }
+
+// RetryAt returns when a call that failed with err may be retried, as the provider said,
+// and false when err carries no such hint.
+func RetryAt(err error, now time.Time) (time.Time, bool) {
+	var r *RateLimited
+	if !errors.As(err, &r) {
+		return time.Time{}, false
+	}
+	switch {
+	case r.RetryAfter > 0:
+		return now.Add(r.RetryAfter), true
+	case !r.Reset.IsZero():
+		return r.Reset, true
+	}
+	return time.Time{}, false
+}
+
+// RateLimitedFromHeader builds a RateLimited from a provider's answer headers: Retry-After
+// (seconds, or an HTTP date, which becomes Reset) and RateLimit-Reset (Unix seconds).
+func RateLimitedFromHeader(h http.Header, err error) *RateLimited {
+	r := &RateLimited{Err: err}
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if secs, perr := strconv.Atoi(v); perr == nil && secs > 0 {
+			r.RetryAfter = time.Duration(secs) * time.Second
+		} else if at, perr := http.ParseTime(v); perr == nil {
+			r.Reset = at
+		}
+	}
+	if v := strings.TrimSpace(h.Get("RateLimit-Reset")); v != "" && r.Reset.IsZero() {
+		if unix, perr := strconv.ParseInt(v, 10, 64); perr == nil && unix > 0 {
+			r.Reset = time.Unix(unix, 0)
+		}
+	}
+	return r
+}
