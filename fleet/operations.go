@@ -1,0 +1,197 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/gatewayforge/clawops"
+	"github.com/gatewayforge/clawops/clawnode/proto"
+)
+
+// Node commands the fleet sends; gf-clawnode's allowlist holds the same names.
+const (
+	CmdHealth  = "openclaw.health"
+	CmdRestart = "openclaw.restart"
+	CmdLogs    = "openclaw.logs"
+	CmdMetrics = "vps.metrics"
+)
+
+// Bounds of Logs' line count; gf-clawnode enforces the same.
+const (
+	MinLogLines     = 1
+	MaxLogLines     = 5000
+	DefaultLogLines = 100
+)
+
+// LogsParams are the parameters of openclaw.logs.
+type LogsParams struct {
+	Tail int `json:"tail"`
+}
+
+// LogsResult is the result of openclaw.logs. Nodes answer with Lines; Text is accepted
+// for nodes that return the log as one block.
+type LogsResult struct {
+	Lines []string `json:"lines,omitempty"`
+	Text  string   `json:"text,omitempty"`
+}
+
+// noParams marshals as {} for commands without parameters.
+type noParams struct{}
+
+// boundNode returns the instance and the node serving it, or NODE_OFFLINE when no node
+// has reported for it (INSTANCE_NOT_ACTIVE once it is terminated).
+func (s *Service) boundNode(ctx context.Context, op string, id clawops.InstanceID) (Instance, error) {
+	in, err := s.load(ctx, op, id)
+	if err != nil {
+		return Instance{}, err
+	}
+	if in.State == StateTerminated {
+		return Instance{}, clawops.E(op, clawops.KindDenied, clawops.ReasonInstanceNotActive, fmt.Errorf("instance %s is terminated", id))
+	}
+	if in.NodeID == "" {
+		return Instance{}, clawops.E(op, clawops.KindTransient, clawops.ReasonNodeOffline,
+			fmt.Errorf("instance %s has no enrolled node yet (state %s)", id, in.State))
+	}
+	if s.opts.Nodes == nil {
+		return Instance{}, clawops.E(op, clawops.ReasonNotImplemented, "no node invoker configured")
+	}
+	return in, nil
+}
+
+// invoke runs command on id's node and returns the raw result.
+func (s *Service) invoke(ctx context.Context, op string, id clawops.InstanceID, command string, params any) (json.RawMessage, error) {
+	in, err := s.boundNode(ctx, op, id)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := s.opts.Nodes.Invoke(ctx, in.NodeID, command, params)
+	if err != nil {
+		switch {
+		case clawops.ReasonOf(err) != "":
+			return nil, clawops.E(op, err)
+		case errors.Is(err, context.DeadlineExceeded):
+			return nil, clawops.E(op, clawops.KindTransient, clawops.ReasonNodeTimeout, err)
+		default:
+			return nil, clawops.E(op, clawops.ReasonExecutionFailed, err)
+		}
+	}
+	return raw, nil
+}
+
+// Health asks id's node for OpenClaw's health now (openclaw.health).
+func (s *Service) Health(ctx context.Context, id clawops.InstanceID) (proto.Health, error) {
+	const op = "instance health"
+	raw, err := s.invoke(ctx, op, id, CmdHealth, noParams{})
+	if err != nil {
+		return proto.Health{}, err
+	}
+	var h proto.Health
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return proto.Health{}, clawops.E(op, clawops.ReasonExecutionFailed, fmt.Errorf("decode %s result: %w", CmdHealth, err))
+	}
+	return h, nil
+}
+
+// Metrics asks id's node for a VPS resource sample (vps.metrics).
+func (s *Service) Metrics(ctx context.Context, id clawops.InstanceID) (proto.Metrics, error) {
+	const op = "instance metrics"
+	raw, err := s.invoke(ctx, op, id, CmdMetrics, noParams{})
+	if err != nil {
+		return proto.Metrics{}, err
+	}
+	var m proto.Metrics
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return proto.Metrics{}, clawops.E(op, clawops.ReasonExecutionFailed, fmt.Errorf("decode %s result: %w", CmdMetrics, err))
+	}
+	return m, nil
+}
+
+// Restart restarts OpenClaw on id (openclaw.restart).
+func (s *Service) Restart(ctx context.Context, id clawops.InstanceID) error {
+	_, err := s.invoke(ctx, "restart instance", id, CmdRestart, noParams{})
+	if err == nil {
+		s.log.Info("openclaw restarted", "instance", id)
+	}
+	return err
+}
+
+// Logs returns the last lines of OpenClaw's log on id (openclaw.logs), newline-joined.
+// lines must be within MinLogLines..MaxLogLines.
+func (s *Service) Logs(ctx context.Context, id clawops.InstanceID, lines int) (string, error) {
+	const op = "instance logs"
+	if lines < MinLogLines || lines > MaxLogLines {
+		return "", clawops.E(op, clawops.KindInvalid, clawops.ReasonBadArguments,
+			fmt.Errorf("lines %d: want %d..%d", lines, MinLogLines, MaxLogLines))
+	}
+	raw, err := s.invoke(ctx, op, id, CmdLogs, LogsParams{Tail: lines})
+	if err != nil {
+		return "", err
+	}
+	text, err := DecodeLogs(raw)
+	if err != nil {
+		return "", clawops.E(op, clawops.ReasonExecutionFailed, err)
+	}
+	return text, nil
+}
+
+// DecodeLogs reads an openclaw.logs result, {"lines":[...]} or {"text":"..."}, as text.
+func DecodeLogs(raw json.RawMessage) (string, error) {
+	var r LogsResult
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return "", fmt.Errorf("decode %s result: %w", CmdLogs, err)
+	}
+	if len(r.Lines) > 0 {
+		return strings.Join(r.Lines, "\n"), nil
+	}
+	return r.Text, nil
+}
+
+// Teardown destroys id's server at its provider, then records the instance TERMINATED and
+// forgets its node. The gate has written its audit entry before this runs. Tearing down a
+// terminated instance does nothing; one still being created must wait for its provider ID.
+func (s *Service) Teardown(ctx context.Context, id clawops.InstanceID) error {
+	const op = "teardown instance"
+	in, err := s.load(ctx, op, id)
+	if err != nil {
+		return err
+	}
+	if in.State == StateTerminated {
+		return nil
+	}
+	if in.ProviderID == "" && in.State == StateCreating {
+		return clawops.E(op, clawops.KindTransient, clawops.ReasonExecutionFailed,
+			fmt.Errorf("instance %s is still being created; try again when it is BOOTSTRAPPING or FAILED", id))
+	}
+	if in.ProviderID != "" {
+		prov, ok := s.opts.Providers[in.Provider]
+		if !ok {
+			return clawops.E(op, clawops.KindInvalid, ReasonUnknownProvider,
+				fmt.Errorf("instance %s lives at provider %q, which is not configured", id, in.Provider))
+		}
+		if err := prov.Delete(ctx, in.ProviderID); err != nil {
+			err = clawops.E(op, fmt.Errorf("provider %s delete %s: %w", in.Provider, in.ProviderID, err))
+			rec := context.WithoutCancel(ctx)
+			if uerr := s.db.WithContext(rec).Model(&Instance{}).Where("id = ?", id).
+				Updates(map[string]any{"error": truncate(err.Error(), 2000), "updated_at": s.now()}).Error; uerr != nil {
+				s.log.Error("record teardown failure", "instance", id, "err", uerr)
+			}
+			return err
+		}
+	}
+	// The server is gone: record it even if ctx has ended meanwhile.
+	rec := context.WithoutCancel(ctx)
+	res := s.db.WithContext(rec).Model(&Instance{}).Where("id = ? AND state <> ?", id, StateTerminated).
+		Updates(map[string]any{"state": StateTerminated, "node_id": "", "health_ok": false,
+			"error": "", "updated_at": s.now()})
+	if res.Error != nil {
+		return clawops.E(op, clawops.ReasonInternal, fmt.Errorf("server deleted but state not recorded: %w", res.Error))
+	}
+	if res.RowsAffected == 1 {
+		s.emit(rec, in, in.State, StateTerminated, "teardown")
+	}
+	s.log.Info("instance torn down", "instance", id, "provider", in.Provider, "provider_id", in.ProviderID)
+	return nil
+}
