@@ -17,6 +17,13 @@ build: ## Build clawops and gf-clawnode into ./bin (static, CGO_ENABLED=0)
 	$(GO) build -trimpath -o $(BIN)/clawops ./cmd/clawops
 	$(GO) build -trimpath -o $(BIN)/gf-clawnode ./cmd/gf-clawnode
 
+.PHONY: deps
+deps: ## Install the Debian packages the tests drive (headless Chromium for the console test)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "deps: chromium missing and cannot apt-get install it; the browser test will skip"; fi; }
+
 .PHONY: demo
 demo: build ## Start the gateway with a 6-instance local fleet on the embedded default (no config needed)
 	$(BIN)/clawops demo --data $(CURDIR)/.data/demo

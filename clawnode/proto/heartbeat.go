@@ -28,7 +28,8 @@ type Health struct {
 }
 
 // Heartbeat is what the hub reports to the fleet each time a node sends its periodic
-// `node.heartbeat` event: who it is, which instance it serves, and how that instance is.
+// heartbeat (a `node.event` request with event `clawops.heartbeat`, see HeartbeatEvent):
+// who it is, which instance it serves, and how that instance is.
 type Heartbeat struct {
 	Node      clawops.NodeID     `json:"node"`
 	Instance  clawops.InstanceID `json:"instance"`

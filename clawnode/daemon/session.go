@@ -1,0 +1,221 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/gatewayforge/clawops/clawnode/keyfile"
+	"github.com/gatewayforge/clawops/clawnode/proto"
+)
+
+// session is one authenticated connection to the gateway.
+type session struct {
+	ws      *websocket.Conn
+	seq     atomic.Uint64
+	writeTO time.Duration
+}
+
+func (s *session) send(ctx context.Context, f proto.Frame) error {
+	data, err := proto.Encode(f)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.writeTO)
+	defer cancel()
+	return s.ws.Write(ctx, websocket.MessageText, data)
+}
+
+// request sends a req frame; its response is read (and only logged when it fails) by the
+// session's reader.
+func (s *session) request(ctx context.Context, method string, params any) error {
+	f, err := proto.NewRequest("n"+strconv.FormatUint(s.seq.Add(1), 10), method, params)
+	if err != nil {
+		return err
+	}
+	return s.send(ctx, f)
+}
+
+// session dials, authenticates and serves one connection. connected reports whether the
+// gateway accepted the connect (so the caller can reset its backoff).
+func (d *Daemon) session(ctx context.Context) (connected bool, err error) {
+	hctx, cancel := context.WithTimeout(ctx, d.cfg.HandshakeTimeout)
+	defer cancel()
+	ws, _, err := websocket.Dial(hctx, d.cfg.GatewayURL, &websocket.DialOptions{
+		CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		return false, fmt.Errorf("dial gateway: %w", err)
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(proto.MaxPreAuthFrameBytes)
+	s := &session{ws: ws, writeTO: d.cfg.WriteTimeout}
+
+	hello, err := d.handshake(hctx, s)
+	if err != nil {
+		return false, err
+	}
+	if hello.Auth.DeviceToken != "" {
+		if err := keyfile.WriteSecret(d.deviceTokenPath(), []byte(hello.Auth.DeviceToken+"\n")); err != nil {
+			// Without the token this node cannot reconnect; its join token stays usable by
+			// this key until it expires, so the next attempt can enroll again.
+			return false, fmt.Errorf("store device token: %w", err)
+		}
+		d.log.Info("enrolled with the gateway", "instance", d.cfg.Instance)
+	}
+	d.log.Info("connected to the gateway", "server", hello.Server.Version, "conn", hello.Server.ConnID)
+	ws.SetReadLimit(hello.Policy.MaxPayload)
+
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	go d.heartbeats(sctx, s)
+
+	tick := time.Duration(hello.Policy.TickIntervalMs) * time.Millisecond
+	silence := 2*tick + tick/2 // two missed ticks
+	for {
+		rctx, rcancel := context.WithTimeout(sctx, silence)
+		_, data, err := ws.Read(rctx)
+		timedOut := rctx.Err() != nil && sctx.Err() == nil
+		rcancel()
+		if err != nil {
+			if timedOut {
+				return true, fmt.Errorf("no frame from the gateway for %s (two ticks missed)", silence)
+			}
+			return true, fmt.Errorf("read: %w", err)
+		}
+		f, err := proto.DecodeFrame(data)
+		if err != nil {
+			ws.Close(websocket.StatusInvalidFramePayloadData, "invalid frame")
+			return true, fmt.Errorf("gateway sent an invalid frame: %w", err)
+		}
+		switch {
+		case f.Type == proto.TypeEvent && f.Event == proto.EventInvokeRequest:
+			d.handleInvoke(ctx, s, f.Payload)
+		case f.Type == proto.TypeRes && !*f.OK:
+			d.log.Warn("gateway rejected a request", "id", f.ID, "code", f.Error.Code, "message", clipString(f.Error.Message, 200))
+		}
+		// tick and other events only prove the gateway is alive.
+	}
+}
+
+// handshake waits for the challenge, checks the gateway's proof of its key, sends connect
+// and waits for hello-ok.
+func (d *Daemon) handshake(ctx context.Context, s *session) (proto.HelloOK, error) {
+	var ch proto.Challenge
+	for {
+		f, err := readFrame(ctx, s.ws)
+		if err != nil {
+			return proto.HelloOK{}, fmt.Errorf("wait for challenge: %w", err)
+		}
+		if f.Type == proto.TypeEvent && f.Event == proto.EventConnectChallenge {
+			if err := json.Unmarshal(f.Payload, &ch); err != nil {
+				return proto.HelloOK{}, fmt.Errorf("challenge payload: %w", err)
+			}
+			break
+		}
+	}
+	if err := ch.Validate(); err != nil {
+		return proto.HelloOK{}, err
+	}
+	if err := proto.VerifyChallenge(d.cfg.GatewayKey, ch); err != nil {
+		if !d.cfg.AllowUnprovenGateway {
+			return proto.HelloOK{}, fmt.Errorf("refusing to authenticate to this gateway: %w", err)
+		}
+		d.log.Warn("gateway did not prove the pinned key; continuing as configured", "err", err)
+	}
+	tok, err := d.credential()
+	if err != nil {
+		return proto.HelloOK{}, err
+	}
+	p := proto.ConnectParams{
+		MinProtocol: proto.ProtocolVersion, MaxProtocol: proto.ProtocolVersion,
+		Client: proto.ClientInfo{ID: proto.ClientIDNodeHost, DisplayName: string(d.cfg.Instance),
+			Version: d.cfg.Version, Platform: d.cfg.Platform, Mode: proto.ModeNode},
+		Role: proto.RoleNode, Scopes: []string{}, Caps: []string{}, Commands: d.commands.Names(),
+		Auth: &proto.ConnectAuth{Token: tok}, UserAgent: "gf-clawnode/" + d.cfg.Version,
+	}
+	proto.SignConnect(d.key, &p, ch)
+	req, err := proto.NewRequest("connect-1", proto.MethodConnect, p)
+	if err != nil {
+		return proto.HelloOK{}, err
+	}
+	if err := s.send(ctx, req); err != nil {
+		return proto.HelloOK{}, fmt.Errorf("send connect: %w", err)
+	}
+	for {
+		f, err := readFrame(ctx, s.ws)
+		if err != nil {
+			return proto.HelloOK{}, fmt.Errorf("wait for hello: %w", err)
+		}
+		if f.Type != proto.TypeRes || f.ID != req.ID {
+			continue
+		}
+		if !*f.OK {
+			return proto.HelloOK{}, &ConnectError{Code: f.Error.Code, Detail: f.Error.DetailCode(), Message: f.Error.Message}
+		}
+		var hello proto.HelloOK
+		if err := json.Unmarshal(f.Payload, &hello); err != nil {
+			return proto.HelloOK{}, fmt.Errorf("hello-ok payload: %w", err)
+		}
+		if err := hello.Validate(); err != nil {
+			return proto.HelloOK{}, err
+		}
+		return hello, nil
+	}
+}
+
+func readFrame(ctx context.Context, ws *websocket.Conn) (proto.Frame, error) {
+	_, data, err := ws.Read(ctx)
+	if err != nil {
+		return proto.Frame{}, err
+	}
+	return proto.DecodeFrame(data)
+}
+
+// heartbeats sends a clawops.heartbeat node event now and every HeartbeatInterval.
+func (d *Daemon) heartbeats(ctx context.Context, s *session) {
+	t := time.NewTicker(d.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		if err := s.request(ctx, proto.MethodNodeEvent, proto.NodeEventParams{
+			Event: proto.NodeEventHeartbeat, PayloadJSON: d.heartbeat(ctx)}); err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("send heartbeat", "err", err)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// heartbeat collects one heartbeat payload. Failures of a part are logged and leave that
+// part zero; the heartbeat itself always goes out.
+func (d *Daemon) heartbeat(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, max(d.cfg.HeartbeatInterval/2, time.Second))
+	defer cancel()
+	ev := proto.HeartbeatEvent{SentAtMs: d.clock.Now().UnixMilli(), Container: StateUnknown}
+	m, err := d.metrics.Sample(ctx)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		d.log.Warn("sample metrics", "err", err)
+	}
+	ev.Metrics = m
+	ev.OpenClaw = d.health.Check(ctx)
+	if d.cfg.Runtime != nil {
+		if st, err := d.cfg.Runtime.Status(ctx); err == nil {
+			ev.Container = st
+		} else {
+			d.log.Warn("container status", "err", err)
+		}
+	}
+	b, _ := json.Marshal(ev)
+	return string(b)
+}

@@ -1,0 +1,80 @@
+// Command clawops is the ClawOps gateway and its command-line tools.
+//
+//	clawops demo   [--listen ADDR] [--data DIR] [--instances N]   gateway + local fleet, no config
+//	clawops serve  [--config FILE]                                 the gateway from a config file
+//	clawops node token --instance ID [--ttl 1h] [--config FILE | --data DIR]
+//	clawops audit verify [--config FILE | --data DIR]
+//	clawops version
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		fmt.Fprintln(os.Stderr, "clawops:", err)
+		os.Exit(1)
+	}
+}
+
+// exitError carries an exit code for a failure that was already reported to the user.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+const usage = `usage: clawops <command> [flags]
+
+commands:
+  demo          start the gateway and a local fleet of real gf-clawnode processes (no config needed)
+  serve         start the gateway from a config file (--config, or CLAWOPS_CONFIG)
+  node token    mint a one-time join token for an instance's gf-clawnode
+  audit verify  walk the hash-chained audit log; exits 1 and names the first bad entry
+  version       print the version
+
+Run 'clawops <command> -h' for a command's flags.`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return exitError{2}
+	}
+	switch args[0] {
+	case "demo":
+		return runDemo(ctx, args[1:], stdout, stderr)
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr)
+	case "node":
+		if len(args) > 1 && args[1] == "token" {
+			return runNodeToken(ctx, args[2:], stdout, stderr)
+		}
+	case "audit":
+		if len(args) > 1 && args[1] == "verify" {
+			return runAuditVerify(ctx, args[2:], stdout, stderr)
+		}
+	case "version", "--version":
+		fmt.Fprintln(stdout, "clawops", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "clawops: unknown command %q\n\n%s\n", args[0], usage)
+	return exitError{2}
+}

@@ -1,0 +1,338 @@
+// Package gateway composes the rooms of ClawOps into one running gateway: the store, the
+// node hub, the fleet with its providers, the gate with the tool catalog, the Commander, the
+// channels and the HTTP API. cmd/clawops and the end-to-end tests both start it from here,
+// so what the tests drive is what operators run.
+package gateway
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"gorm.io/gorm"
+
+	"github.com/gatewayforge/clawops"
+	"github.com/gatewayforge/clawops/agents"
+	"github.com/gatewayforge/clawops/api"
+	"github.com/gatewayforge/clawops/channels"
+	"github.com/gatewayforge/clawops/channels/web"
+	"github.com/gatewayforge/clawops/clawnode"
+	"github.com/gatewayforge/clawops/clawnode/keyfile"
+	"github.com/gatewayforge/clawops/clawnode/proto"
+	"github.com/gatewayforge/clawops/config"
+	"github.com/gatewayforge/clawops/fleet"
+	"github.com/gatewayforge/clawops/fleet/local"
+	"github.com/gatewayforge/clawops/governance"
+	"github.com/gatewayforge/clawops/store"
+	"github.com/gatewayforge/clawops/tools"
+)
+
+// NodePath is where the node endpoint is mounted.
+const NodePath = "/v1/nodes/ws"
+
+// KeyFile is the gateway's Ed25519 key inside the data folder.
+const KeyFile = "gateway.key"
+
+// Options are what New needs beyond the config.
+type Options struct {
+	Config *config.Config
+	// Tokens are the API tokens (resolved secrets) and the identities they stand for.
+	Tokens []config.Token
+	// Listener, when set, is used instead of listening on Config.Listen (tests pass one
+	// bound to 127.0.0.1:0).
+	Listener net.Listener
+	// LocalEnv is added to the environment of every process the local provider starts.
+	LocalEnv []string
+	Clock    clawops.Clock
+	Logger   *slog.Logger
+}
+
+// Gateway is a composed, not yet running gateway. Run serves it; Close releases what New
+// acquired when Run is never called.
+type Gateway struct {
+	cfg *config.Config
+	log *slog.Logger
+	clk clawops.Clock
+
+	db        *gorm.DB
+	key       ed25519.PrivateKey
+	ln        net.Listener
+	url       string
+	hub       *clawnode.Hub
+	local     *local.Provider
+	fleet     *fleet.Service
+	gate      *governance.Gate
+	commander *agents.Commander
+	console   *web.Console
+	notifier  *channels.Notifier
+	handler   http.Handler
+}
+
+// New opens the store, migrates it, loads or creates the gateway key, listens, and wires
+// every room. Nothing is served until Run.
+func New(ctx context.Context, opts Options) (_ *Gateway, err error) {
+	cfg := opts.Config
+	if cfg == nil {
+		return nil, errors.New("new gateway: config is nil")
+	}
+	g := &Gateway{cfg: cfg, log: opts.Logger, clk: clawops.ClockOrSystem(opts.Clock)}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	defer func() {
+		if err != nil {
+			g.Close()
+		}
+	}()
+
+	if g.db, err = OpenStore(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if g.key, err = keyfile.LoadOrCreate(filepath.Join(cfg.DataDir, KeyFile)); err != nil {
+		return nil, fmt.Errorf("new gateway: gateway key: %w", err)
+	}
+
+	g.ln = opts.Listener
+	if g.ln == nil {
+		if g.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("new gateway: listen on %s (set listen or --listen): %w", cfg.Listen, err)
+		}
+	}
+	g.url = "http://" + g.ln.Addr().String()
+	nodeURL := cfg.PublicURL
+	if opts.Listener != nil || nodeURL == "" || nodeURL == config.DerivePublicURL(cfg.Listen) {
+		// The listener decides the real port (it may have been :0).
+		nodeURL = "ws://" + g.ln.Addr().String() + NodePath
+	}
+
+	if err := g.wire(opts, nodeURL); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+func (g *Gateway) wire(opts Options, nodeURL string) error {
+	cfg := g.cfg
+	var err error
+	g.hub, err = clawnode.NewHub(clawnode.HubOptions{
+		DB:            g.db,
+		Key:           g.key,
+		TickInterval:  cfg.Nodes.TickInterval,
+		InvokeTimeout: cfg.Nodes.InvokeTimeout,
+		Clock:         g.clk,
+		Logger:        g.log.With("room", "hub"),
+		OnHeartbeat:   g.onHeartbeat,
+		OnRefused: func(_ context.Context, r clawnode.Refusal) {
+			g.log.Warn("node refused a command", "node", r.Node, "instance", r.Instance,
+				"command", r.Command, "reason", r.Code)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("new gateway: %w", err)
+	}
+
+	g.local, err = local.New(local.Options{
+		NodeBinary: cfg.Fleet.Local.NodeBinary,
+		StateDir:   filepath.Join(cfg.DataDir, "local"),
+		Runtime:    cfg.Fleet.Local.Runtime,
+		ComposeDir: cfg.Fleet.Local.ComposeDir,
+		Env:        opts.LocalEnv,
+		Clock:      g.clk,
+		Logger:     g.log.With("room", "local-provider"),
+	})
+	if err != nil {
+		return fmt.Errorf("new gateway: %w", err)
+	}
+
+	g.fleet, err = fleet.NewService(fleet.Options{
+		DB:               g.db,
+		Nodes:            g.hub,
+		Tokens:           g.hub,
+		Providers:        map[string]fleet.Provider{g.local.Name(): g.local},
+		GatewayURL:       nodeURL,
+		GatewayKey:       base64.RawURLEncoding.EncodeToString(g.key.Public().(ed25519.PublicKey)),
+		JoinTokenTTL:     cfg.Nodes.JoinTokenTTL,
+		HeartbeatTimeout: cfg.Nodes.HeartbeatTimeout,
+		Clock:            g.clk,
+		Logger:           g.log.With("room", "fleet"),
+	})
+	if err != nil {
+		return fmt.Errorf("new gateway: %w", err)
+	}
+
+	g.console = web.New(web.Options{Clock: g.clk, Logger: g.log.With("channel", web.Name)})
+	g.notifier = channels.NewNotifier(channels.NotifierOptions{
+		Channels: []channels.Channel{g.console},
+		Logger:   g.log.With("room", "notifier"),
+	})
+
+	g.gate, err = governance.NewGate(governance.GateOptions{
+		DB:          g.db,
+		Clock:       g.clk,
+		Logger:      g.log.With("room", "gate"),
+		ApprovalTTL: cfg.Approvals.TTL,
+		Notifier:    g.notifier,
+	})
+	if err != nil {
+		return fmt.Errorf("new gateway: %w", err)
+	}
+	for _, t := range tools.All(g.fleet) {
+		g.gate.Register(t)
+	}
+
+	g.commander, err = agents.NewCommander(agents.CommanderOptions{
+		Gate: g.gate, DB: g.db, Clock: g.clk, Logger: g.log.With("room", "agents"),
+	})
+	if err != nil {
+		return fmt.Errorf("new gateway: %w", err)
+	}
+
+	auth := api.NewTokenStore()
+	for _, t := range opts.Tokens {
+		if err := auth.Add(t.Secret, t.Identity, clawops.HumanRole(t.Role)); err != nil {
+			return fmt.Errorf("new gateway: token for %s: %w", t.Identity, err)
+		}
+	}
+	apiHandler := api.New(api.Options{
+		Auth:      auth,
+		Gate:      g.gate,
+		Audit:     g.gate.Audit(),
+		Commander: g.commander,
+		Console:   g.console,
+		Clock:     g.clk,
+		Logger:    g.log.With("room", "api"),
+	})
+	mux := http.NewServeMux()
+	mux.Handle(NodePath, g.hub)
+	mux.Handle("/", apiHandler)
+	g.handler = mux
+	return nil
+}
+
+// onHeartbeat hands a node's heartbeat to the fleet. It runs on the node's reader
+// goroutine, so it is bounded.
+func (g *Gateway) onHeartbeat(ctx context.Context, hb proto.Heartbeat) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := g.fleet.RecordHeartbeat(ctx, hb); err != nil {
+		g.log.Warn("heartbeat not recorded", "node", hb.Node, "instance", hb.Instance, "err", err)
+	}
+}
+
+// OpenStore opens and migrates the database the config names. The CLI's offline commands
+// (audit verify, node token) use it without starting a gateway.
+func OpenStore(ctx context.Context, cfg *config.Config) (*gorm.DB, error) {
+	dsn, err := cfg.ResolveDSN()
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	db, err := store.Open(ctx, store.Options{Driver: cfg.Database.Driver, DataDir: cfg.DataDir, DSN: dsn})
+	if err != nil {
+		return nil, err
+	}
+	for name, migrate := range map[string]func(*gorm.DB) error{
+		"clawnode": clawnode.Migrate, "fleet": fleet.Migrate,
+		"governance": governance.Migrate, "agents": agents.Migrate,
+	} {
+		if err := migrate(db); err != nil {
+			store.Close(db)
+			return nil, fmt.Errorf("open store: migrate %s: %w", name, err)
+		}
+	}
+	return db, nil
+}
+
+// URL is the base URL the gateway serves on, e.g. http://127.0.0.1:8080.
+func (g *Gateway) URL() string { return g.url }
+
+// Fleet is the fleet service, for provisioning the demo fleet and for tests.
+func (g *Gateway) Fleet() *fleet.Service { return g.fleet }
+
+// Gate is the gate, for tests and offline tools.
+func (g *Gateway) Gate() *governance.Gate { return g.gate }
+
+// Hub is the node hub.
+func (g *Gateway) Hub() *clawnode.Hub { return g.hub }
+
+// Handler is the gateway's HTTP handler.
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// Run serves until ctx ends, with the loops that keep the fleet and approvals current, then
+// shuts everything down: the HTTP server, the node hub, the local fleet's processes and the
+// store.
+func (g *Gateway) Run(ctx context.Context) error {
+	defer g.Close()
+	srv := &http.Server{
+		Handler:           g.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		if err := srv.Serve(g.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	})
+	eg.Go(func() error {
+		<-ctx.Done()
+		g.hub.Close() // hijacked WebSockets are not closed by Shutdown
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	eg.Go(func() error { return g.notifier.Run(ctx) })
+	eg.Go(func() error { return g.gate.RunExpiry(ctx, 15*time.Second) })
+	eg.Go(func() error { return g.sweepLoop(ctx) })
+	return eg.Wait()
+}
+
+// sweepLoop marks instances whose heartbeats stopped.
+func (g *Gateway) sweepLoop(ctx context.Context) error {
+	every := g.cfg.Nodes.HeartbeatInterval
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			changed, err := g.fleet.Sweep(ctx)
+			if err != nil && ctx.Err() == nil {
+				g.log.Warn("fleet sweep failed", "err", err)
+			}
+			for _, c := range changed {
+				g.log.Info("instance state changed", "instance", c.Instance, "from", c.From, "to", c.To)
+			}
+		}
+	}
+}
+
+// Close stops the local fleet's processes and closes the hub, the listener and the store.
+// It is safe to call more than once.
+func (g *Gateway) Close() {
+	if g.hub != nil {
+		g.hub.Close()
+	}
+	if g.local != nil {
+		g.local.Close()
+	}
+	if g.ln != nil {
+		g.ln.Close()
+	}
+	if g.db != nil {
+		store.Close(g.db)
+		g.db = nil
+	}
+}
