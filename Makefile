@@ -18,7 +18,11 @@ build: ## Build clawops and gf-clawnode into ./bin (static, CGO_ENABLED=0)
 	$(GO) build -trimpath -o $(BIN)/gf-clawnode ./cmd/gf-clawnode
 
 .PHONY: deps
-deps: ## Install the Debian packages the tests drive (headless Chromium for the console test)
+STATICCHECK_VERSION := v0.8.2
+
+deps: ## Install what the tests and linters drive: headless Chromium (console test), staticcheck
+	@command -v staticcheck >/dev/null 2>&1 || [ -x "$$($(GO) env GOPATH)/bin/staticcheck" ] || \
+	  $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
@@ -40,7 +44,8 @@ bench: ## Run the Go benchmarks (gate decision + audit append, node round trip, 
 lint: ## gofmt, go vet, and staticcheck when installed
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
-	@if command -v staticcheck >/dev/null 2>&1; then staticcheck $(PKGS); else echo "staticcheck not installed; skipped"; fi
+	@sc=$$(command -v staticcheck || echo "$$($(GO) env GOPATH)/bin/staticcheck"); \
+	if [ -x "$$sc" ]; then "$$sc" $(PKGS); else echo "staticcheck not installed (make deps); skipped"; fi
 
 .PHONY: tidy
 tidy: ## go mod tidy

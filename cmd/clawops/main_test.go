@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	t.Setenv("CLAWOPS_CONFIG", "")
+	err := run(context.Background(), args, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+func exitCode(err error) int {
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+func TestUsageErrors(t *testing.T) {
+	data := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "usage: clawops"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"node"}, 2, "unknown command"},
+		{[]string{"node", "token", "--data", data}, 2, "--instance is required"},
+		{[]string{"node", "token", "--data", data, "--instance", "x1-pri", "--ttl", "48h"}, 2, "--ttl"},
+		{[]string{"demo", "--instances", "3"}, 2, "even number"},
+		{[]string{"demo", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"audit", "verify", "--data", data, "extra"}, 2, "unexpected argument"},
+	} {
+		_, stderr, err := runCLI(t, tc.args...)
+		if got := exitCode(err); got != tc.code {
+			t.Errorf("%q: exit %d, want %d (err %v)", tc.args, got, tc.code, err)
+		}
+		if !strings.Contains(stderr, tc.want) {
+			t.Errorf("%q: stderr %q, want it to mention %q", tc.args, stderr, tc.want)
+		}
+	}
+}
+
+func TestConfigErrorsNameTheKey(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "bad.yaml")
+	writeFile(t, cfg, "listen: 127.0.0.1:8080\nnodes:\n  tick_intervall: 5s\n")
+	_, _, err := runCLI(t, "audit", "verify", "--config", cfg)
+	if err == nil || !strings.Contains(err.Error(), "tick_intervall") {
+		t.Fatalf("got %v, want an error naming nodes.tick_intervall", err)
+	}
+}
+
+func TestNodeTokenAndAuditVerify(t *testing.T) {
+	data := t.TempDir()
+	out, stderr, err := runCLI(t, "node", "token", "--data", data, "--instance", "acct1-pri", "--ttl", "10m")
+	if err != nil {
+		t.Fatalf("node token: %v %s", err, stderr)
+	}
+	if tok := strings.TrimSpace(out); len(tok) < 32 || strings.ContainsAny(tok, " \n") {
+		t.Fatalf("token %q: want one long opaque line", tok)
+	}
+	out, _, err = runCLI(t, "audit", "verify", "--data", data)
+	if err != nil || !strings.Contains(out, "audit chain OK: 0 entries") {
+		t.Fatalf("audit verify on a new store: %v %q", err, out)
+	}
+	if out, _, _ := runCLI(t, "version"); !strings.HasPrefix(out, "clawops ") {
+		t.Fatalf("version: %q", out)
+	}
+}
