@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,8 +18,6 @@ import (
 	"github.com/gatewayforge/clawops/gateway"
 	"github.com/gatewayforge/clawops/governance"
 	"github.com/gatewayforge/clawops/store"
-
-	"path/filepath"
 )
 
 // configFlags are the flags every command that reads the config shares.
@@ -64,14 +63,20 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 	return nil
 }
 
+// parseAndLoad parses args (the command's own flags and the shared config flags) and loads
+// the config they name.
+func (c *configFlags) parseAndLoad(fs *flag.FlagSet, args []string, stderr io.Writer) (*config.Config, error) {
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return nil, err
+	}
+	return c.load()
+}
+
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cf configFlags
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cf.register(fs, true)
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
-	}
-	cfg, err := cf.load()
+	cfg, err := cf.parseAndLoad(fs, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -98,7 +103,8 @@ func runNodeToken(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	cf.register(fs, false)
 	instance := fs.String("instance", "", "instance the token enrolls a node for (required)")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token stays valid (1m..24h)")
-	if err := parseFlags(fs, args, stderr); err != nil {
+	cfg, err := cf.parseAndLoad(fs, args, stderr)
+	if err != nil {
 		return err
 	}
 	if *instance == "" {
@@ -108,10 +114,6 @@ func runNodeToken(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *ttl < time.Minute || *ttl > 24*time.Hour {
 		fmt.Fprintln(stderr, "clawops node token: --ttl must be between 1m and 24h")
 		return exitError{2}
-	}
-	cfg, err := cf.load()
-	if err != nil {
-		return err
 	}
 	db, err := gateway.OpenStore(ctx, cfg)
 	if err != nil {
@@ -139,10 +141,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	var cf configFlags
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	cf.register(fs, false)
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
-	}
-	cfg, err := cf.load()
+	cfg, err := cf.parseAndLoad(fs, args, stderr)
 	if err != nil {
 		return err
 	}
