@@ -222,7 +222,7 @@ func (g *Gateway) wire(opts Options, nodeURL string) error {
 func (g *Gateway) onHeartbeat(ctx context.Context, hb proto.Heartbeat) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := g.fleet.RecordHeartbeat(ctx, hb); err != nil {
+	if err := g.fleet.RecordHeartbeat(ctx, hb); err != nil && ctx.Err() == nil {
 		g.log.Warn("heartbeat not recorded", "node", hb.Node, "instance", hb.Instance, "err", err)
 	}
 }
