@@ -220,9 +220,11 @@ func (g *Gateway) wire(opts Options, nodeURL string) error {
 // onHeartbeat hands a node's heartbeat to the fleet. It runs on the node's reader
 // goroutine, so it is bounded.
 func (g *Gateway) onHeartbeat(ctx context.Context, hb proto.Heartbeat) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := g.fleet.RecordHeartbeat(ctx, hb); err != nil && ctx.Err() == nil {
+	// A record cut short by shutdown (the node's context ending) is not worth a warning; a
+	// slow store is.
+	if err := g.fleet.RecordHeartbeat(rctx, hb); err != nil && ctx.Err() == nil {
 		g.log.Warn("heartbeat not recorded", "node", hb.Node, "instance", hb.Instance, "err", err)
 	}
 }
