@@ -67,6 +67,38 @@ type Actor struct {
 	Role     HumanRole `json:"role,omitempty"`
 	Agent    AgentRole `json:"agent,omitempty"`
 	Channel  string    `json:"channel,omitempty"`
+	// Scope, when set, limits the instances the actor may act on (see Scope). Nil means
+	// the actor's role alone decides.
+	Scope *Scope `json:"scope,omitempty"`
+}
+
+// Scope limits what an actor may act on: every instance a change touches must be named in
+// Instances or belong to an account named in Accounts. An empty Scope covers nothing.
+type Scope struct {
+	Accounts  []string     `json:"accounts,omitempty"`
+	Instances []InstanceID `json:"instances,omitempty"`
+}
+
+// Covers reports whether the instance id of account lies within s. A nil Scope covers
+// everything.
+func (s *Scope) Covers(account string, id InstanceID) bool {
+	if s == nil {
+		return true
+	}
+	for _, x := range s.Instances {
+		if x == id {
+			return true
+		}
+	}
+	if account == "" {
+		return false
+	}
+	for _, a := range s.Accounts {
+		if a == account {
+			return true
+		}
+	}
+	return false
 }
 
 // String renders the actor for logs and audit rows.

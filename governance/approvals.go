@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -40,6 +41,18 @@ type approvalRow struct {
 	DecisionReason    string `gorm:"column:decision_reason;type:text;not null"`
 	Result            string `gorm:"column:result;type:text;not null"` // Result as JSON, "" if none
 	Error             string `gorm:"column:error;type:text;not null"`
+
+	RiskScore    int    `gorm:"column:risk_score;not null;default:0"`
+	RiskFactors  string `gorm:"column:risk_factors;type:text;not null;default:''"` // []RiskFactor as JSON
+	Required     int    `gorm:"column:approvals_required;not null;default:1"`
+	Decisions    string `gorm:"column:decisions;type:text;not null;default:''"` // []ApprovalDecision as JSON
+	SecondFactor bool   `gorm:"column:second_factor;not null;default:false"`
+	Approvers    string `gorm:"column:approvers;type:text;not null;default:''"` // []string as JSON
+	GrantID      string `gorm:"column:grant_id;size:40;not null;default:''"`
+	TraceID      string `gorm:"column:trace_id;size:40;not null;default:''"`
+	// Version counts decisions recorded; a decision is written only if it is unchanged
+	// since it was read, so two approvers of a four-eyes approval cannot both be "first".
+	Version int `gorm:"column:version;not null;default:0"`
 }
 
 // TableName names the approvals table.
@@ -51,8 +64,21 @@ func parseTime(s string) (time.Time, error) { return time.Parse(auditTimeLayout,
 
 func (r approvalRow) approval() (Approval, error) {
 	a := Approval{ID: r.ID, Tool: r.Tool, PlanHash: r.PlanHash, Risk: clawops.RiskClass(r.Risk),
-		State: ApprovalState(r.State), DecidedBy: r.DecidedBy, Reason: r.DecisionReason, Error: r.Error}
+		State: ApprovalState(r.State), DecidedBy: r.DecidedBy, Reason: r.DecisionReason, Error: r.Error,
+		RiskScore: r.RiskScore, ApprovalsRequired: max(r.Required, 1), SecondFactor: r.SecondFactor,
+		GrantID: r.GrantID, TraceID: r.TraceID}
 	var err error
+	for _, f := range []struct {
+		name, text string
+		into       any
+	}{{"risk_factors", r.RiskFactors, &a.RiskFactors}, {"decisions", r.Decisions, &a.Decisions}, {"approvers", r.Approvers, &a.Approvers}} {
+		if f.text == "" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(f.text), f.into); err != nil {
+			return Approval{}, fmt.Errorf("approval %s: %s: %w", r.ID, f.name, err)
+		}
+	}
 	if err = json.Unmarshal([]byte(r.Requester), &a.Requester); err != nil {
 		return Approval{}, fmt.Errorf("approval %s: requester: %w", r.ID, err)
 	}
@@ -90,31 +116,44 @@ func (g *Gate) newApprovalID() (string, error) {
 }
 
 // requestApproval audits the need for approval, persists a pending Approval bound to the
-// plan hash, tells the Notifier, and returns the NeedsApproval outcome. Nothing runs.
-func (g *Gate) requestApproval(ctx context.Context, c *call, reason clawops.ReasonCode, why string) (Outcome, error) {
+// plan hash, tells the Notifier (the card is addressed to the approvers, never to the
+// requester alone), and returns the NeedsApproval outcome. Nothing runs.
+func (g *Gate) requestApproval(ctx context.Context, ev *evaluation) (Outcome, error) {
+	c := ev.c
 	id, err := g.newApprovalID()
 	if err != nil {
 		return g.refuse(ctx, c, clawops.KindOther, clawops.ReasonInternal, err.Error())
 	}
-	now := g.clock.Now().UTC().Truncate(time.Microsecond)
-	actorJSON, err := json.Marshal(c.actor)
-	if err != nil {
-		return g.refuse(ctx, c, clawops.KindOther, clawops.ReasonInternal, err.Error())
+	now := g.now()
+	var approvers []string
+	if set := g.Approvers(); set != nil {
+		approvers = slices.DeleteFunc(set, func(x string) bool { return x == c.actor.Identity })
+		if len(approvers) < ev.approvals {
+			return g.refuse(ctx, c, clawops.KindDenied, clawops.ReasonNotApprover, fmt.Sprintf(
+				"needs %d approver(s) other than the requester; the approver set has %d", ev.approvals, len(approvers)))
+		}
 	}
-	planJSON, err := json.Marshal(c.plan)
-	if err != nil {
-		return g.refuse(ctx, c, clawops.KindOther, clawops.ReasonInternal, err.Error())
-	}
+	traceID, _ := TraceFromContext(ctx)
 	row := approvalRow{
-		ID: id, Tool: c.name, Requester: string(actorJSON), RequesterIdentity: cleanText(c.actor.Identity, 256),
-		Plan: string(planJSON), PlanHash: c.plan.Hash, Risk: string(c.spec.Risk),
+		ID: id, Tool: c.name, Requester: mustJSON(c.actor), RequesterIdentity: cleanText(c.actor.Identity, 256),
+		Plan: mustJSON(c.plan), PlanHash: c.plan.Hash, Risk: string(c.riskClass()),
 		State: string(ApprovalPending), Created: formatTime(now), Expires: formatTime(now.Add(g.ttl)),
+		RiskScore: ev.risk.Score, RiskFactors: mustJSON(ev.risk.Factors), Required: ev.approvals,
+		SecondFactor: ev.factor, Approvers: mustJSON(approvers), TraceID: traceID,
 	}
-	if _, err := g.audit.Append(ctx, c.entry(EventRequested, "", "", c.plan.Summary)); err != nil {
-		return g.auditFailed(c, err)
+	why := ev.why
+	if ev.approvals > 1 {
+		why += fmt.Sprintf(" (%d distinct approvers)", ev.approvals)
 	}
-	if _, err := g.audit.Append(ctx, c.entry(EventNeedsApproval, clawops.NeedsApproval, reason,
-		fmt.Sprintf("approval %s: %s", id, why))); err != nil {
+	if ev.factor {
+		why += " (second factor)"
+	}
+	entries := []AuditEntry{c.entry(EventRequested, "", "", c.plan.Summary),
+		c.entry(EventNeedsApproval, clawops.NeedsApproval, ev.reason, fmt.Sprintf("approval %s: %s", id, why))}
+	for _, w := range ev.warnings {
+		entries = append(entries, c.entry(EventBudgetWarning, clawops.NeedsApproval, ReasonBudgetSoftLimit, w))
+	}
+	if _, err := g.audit.AppendBatch(ctx, entries...); err != nil {
 		return g.auditFailed(c, err)
 	}
 	if err := g.db.WithContext(ctx).Create(&row).Error; err != nil {
@@ -122,18 +161,37 @@ func (g *Gate) requestApproval(ctx context.Context, c *call, reason clawops.Reas
 			fmt.Sprintf("approval %s not stored", id))); aerr != nil {
 			g.log.ErrorContext(ctx, "audit approval store failure", "err", aerr)
 		}
-		out := Outcome{Decision: clawops.Deny, Reason: clawops.ReasonInternal, Message: "approval not stored",
-			Tool: c.name, Risk: c.spec.Risk, Plan: c.plan}
+		out := c.outcome(clawops.Deny, clawops.ReasonInternal, "approval not stored")
 		return out, clawops.E("governance.Invoke "+c.name, clawops.ReasonInternal, fmt.Errorf("store approval: %w", err))
 	}
 	g.log.InfoContext(ctx, "approval requested", "approval", id, "actor", c.actor.String(), "tool", c.name,
-		"reason", reason, "plan", c.plan.Hash)
-	a, err := row.approval()
-	if err == nil {
+		"reason", ev.reason, "plan", c.plan.Hash, "approvals", ev.approvals)
+	if a, err := row.approval(); err == nil {
 		g.notify(ctx, a)
 	}
-	return Outcome{Decision: clawops.NeedsApproval, Reason: reason, Message: why, Tool: c.name,
-		Risk: c.spec.Risk, Plan: c.plan, ApprovalID: id}, nil
+	out := c.outcome(clawops.NeedsApproval, ev.reason, ev.why)
+	out.ApprovalID, out.ApprovalsRequired, out.Warnings = id, ev.approvals, ev.warnings
+	return out, nil
+}
+
+// jsonUnmarshal decodes stored JSON text; "" leaves v as it is.
+func jsonUnmarshal(s string, v any) error {
+	if s == "" {
+		return nil
+	}
+	return json.Unmarshal([]byte(s), v)
+}
+
+// mustJSON encodes v, which is always one of our own encodable types; "" for nil slices.
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("governance: encode %T: %v", v, err))
+	}
+	if string(b) == "null" {
+		return ""
+	}
+	return string(b)
 }
 
 func (g *Gate) notify(ctx context.Context, a Approval) {
@@ -144,19 +202,26 @@ func (g *Gate) notify(ctx context.Context, a Approval) {
 
 // loadApproval reads one approval; a malformed or unknown ID is APPROVAL_NOT_FOUND.
 func (g *Gate) loadApproval(ctx context.Context, id string) (Approval, error) {
+	a, _, err := g.loadApprovalVersion(ctx, id)
+	return a, err
+}
+
+// loadApprovalVersion reads one approval and the version its decisions are at.
+func (g *Gate) loadApprovalVersion(ctx context.Context, id string) (Approval, int, error) {
 	const op = "governance.Approval"
 	if !approvalIDRE.MatchString(id) {
-		return Approval{}, clawops.E(op, clawops.KindNotFound, clawops.ReasonApprovalNotFound,
+		return Approval{}, 0, clawops.E(op, clawops.KindNotFound, clawops.ReasonApprovalNotFound,
 			"no approval "+quoteShort(id))
 	}
 	var rows []approvalRow
 	if err := g.db.WithContext(ctx).Where("id = ?", id).Limit(1).Find(&rows).Error; err != nil {
-		return Approval{}, fmt.Errorf("load approval %s: %w", id, err)
+		return Approval{}, 0, fmt.Errorf("load approval %s: %w", id, err)
 	}
 	if len(rows) == 0 {
-		return Approval{}, clawops.E(op, clawops.KindNotFound, clawops.ReasonApprovalNotFound, "no approval "+id)
+		return Approval{}, 0, clawops.E(op, clawops.KindNotFound, clawops.ReasonApprovalNotFound, "no approval "+id)
 	}
-	return rows[0].approval()
+	a, err := rows[0].approval()
+	return a, rows[0].Version, err
 }
 
 // Approval returns the approval with the given ID.
@@ -224,21 +289,27 @@ func (a Approval) Card() Card {
 		actions = append(actions, a.Plan.Summary)
 	}
 	return Card{
-		ApprovalID:          a.ID,
-		Title:               fmt.Sprintf("%s asks to run %s", a.Requester.String(), a.Tool),
-		Summary:             a.Plan.Summary,
-		Actions:             actions,
-		Risk:                a.Risk,
-		RiskFlags:           riskFlags(a.Risk, a.Plan),
-		UsersAffected:       a.Plan.UsersAffected,
-		CostDeltaMonthlyUSD: a.Plan.CostDeltaMonthlyUSD,
-		ExpectedDuration:    a.Plan.ExpectedDuration,
-		PlanHash:            a.PlanHash,
-		Requester:           a.Requester.String(),
-		ExpiresAt:           a.ExpiresAt,
-		State:               a.State,
-		DecidedBy:           a.DecidedBy,
-		DecidedAt:           a.DecidedAt,
+		ApprovalID:           a.ID,
+		Title:                fmt.Sprintf("%s asks to run %s", a.Requester.String(), a.Tool),
+		Summary:              a.Plan.Summary,
+		Actions:              actions,
+		Risk:                 a.Risk,
+		RiskFlags:            riskFlags(a.Risk, a.Plan),
+		UsersAffected:        a.Plan.UsersAffected,
+		CostDeltaMonthlyUSD:  a.Plan.CostDeltaMonthlyUSD,
+		ExpectedDuration:     a.Plan.ExpectedDuration,
+		PlanHash:             a.PlanHash,
+		Requester:            a.Requester.String(),
+		ExpiresAt:            a.ExpiresAt,
+		State:                a.State,
+		DecidedBy:            a.DecidedBy,
+		DecidedAt:            a.DecidedAt,
+		RiskScore:            a.RiskScore,
+		ApprovalsRequired:    a.ApprovalsRequired,
+		Deciders:             slices.Clone(a.Decisions),
+		SecondFactorRequired: a.SecondFactor,
+		Audience:             slices.Clone(a.Approvers),
+		Forecast:             a.Plan.Forecast,
 	}
 }
 
@@ -252,9 +323,11 @@ func quoteShort(s string) string {
 
 var errApprovalCorrupt = errors.New("stored plan does not match its hash")
 
-// Migrate creates or updates the governance tables (audit log and approvals) in db.
+// Migrate creates or updates the governance tables in db: audit log and checkpoints,
+// approvals, scoped grants, break-glass sessions, budgets and the cost ledger, traces.
 func Migrate(db *gorm.DB) error {
-	if err := db.AutoMigrate(&auditRow{}, &approvalRow{}); err != nil {
+	if err := db.AutoMigrate(&auditRow{}, &checkpointRow{}, &approvalRow{}, &grantRow{}, &breakGlassRow{},
+		&budgetRow{}, &costRow{}, &traceRow{}, &spanRow{}); err != nil {
 		return fmt.Errorf("migrate governance: %w", err)
 	}
 	return nil

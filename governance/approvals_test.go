@@ -393,6 +393,8 @@ func TestListApprovalsAndCard(t *testing.T) {
 		Requester:           "tg:alice via commander",
 		ExpiresAt:           all[0].ExpiresAt,
 		State:               ApprovalPending,
+		RiskScore:           50,
+		ApprovalsRequired:   1,
 	}
 	if diff := cmp.Diff(want, card); diff != "" {
 		t.Errorf("card (-want +got):\n%s", diff)

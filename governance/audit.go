@@ -2,11 +2,13 @@ package governance
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/gatewayforge/clawops"
+	"github.com/gatewayforge/clawops/governance/redact"
 )
 
 // GenesisHash is the PrevHash of the first audit entry.
@@ -38,17 +41,48 @@ const (
 
 // AuditLog is the append-only, hash-chained audit log. Each entry carries the hash of the
 // one before it, so changing, removing or inserting a row breaks the chain at that row and
-// Verify finds it. It has no update or delete API.
+// Verify finds it; signed checkpoints (see Checkpoint) also reveal removal from the end. It
+// has no update or delete API.
 type AuditLog struct {
-	db    *gorm.DB
-	clock clawops.Clock
-	batch int        // rows per Verify read
-	mu    sync.Mutex // serialises appends in this process; the DB transaction does it across processes
+	db       *gorm.DB
+	clock    clawops.Clock
+	redactor *redact.Redactor
+	trusted  []ed25519.PublicKey
+	batch    int // rows per Verify read
+
+	qmu     sync.Mutex // guards queue and writing (group commit, see audit_writer.go)
+	queue   []*appendReq
+	writing bool
+
+	stmtMu sync.Mutex
+	stmts  *auditStatements
+}
+
+// AuditOptions configure an AuditLog.
+type AuditOptions struct {
+	Clock clawops.Clock // nil: the system clock
+	// Redactor cleans Detail before it is hashed and stored; nil: redact.Default(). Pass
+	// an empty &redact.Redactor{} to store details as given.
+	Redactor *redact.Redactor
+	// TrustedKeys are the Ed25519 public keys whose checkpoint signatures Verify accepts.
+	// Empty: any checkpoint must verify under the key stored with it (which proves it was
+	// not altered, but not who made it).
+	TrustedKeys []ed25519.PublicKey
 }
 
 // NewAuditLog returns the audit log kept in db (see Migrate). A nil clock is the system clock.
 func NewAuditLog(db *gorm.DB, clock clawops.Clock) *AuditLog {
-	return &AuditLog{db: db, clock: clawops.ClockOrSystem(clock), batch: verifyBatch}
+	return NewAuditLogWithOptions(db, AuditOptions{Clock: clock})
+}
+
+// NewAuditLogWithOptions returns the audit log kept in db, configured by opts.
+func NewAuditLogWithOptions(db *gorm.DB, opts AuditOptions) *AuditLog {
+	l := &AuditLog{db: db, clock: clawops.ClockOrSystem(opts.Clock), redactor: opts.Redactor,
+		trusted: slices.Clone(opts.TrustedKeys), batch: verifyBatch}
+	if l.redactor == nil {
+		l.redactor = redact.Default()
+	}
+	return l
 }
 
 // auditRow is the stored form of an AuditEntry.
@@ -124,66 +158,6 @@ func cleanText(s string, max int) string {
 	return s[:cut] + "…"
 }
 
-// Append adds e to the end of the log and returns it as stored, with Seq, Time, PrevHash
-// and Hash assigned (values in e for those fields are ignored). Appends are serialised by a
-// database transaction that reads the tail, so several AuditLogs (or gateway replicas) may
-// share one database.
-func (l *AuditLog) Append(ctx context.Context, e AuditEntry) (AuditEntry, error) {
-	row := auditRow{
-		Actor:    cleanText(e.Actor, maxAuditShort),
-		Tool:     cleanText(e.Tool, maxAuditShort),
-		Target:   cleanText(e.Target, maxAuditLong),
-		Event:    cleanText(e.Event, 32),
-		Decision: cleanText(string(e.Decision), 32),
-		Reason:   cleanText(string(e.Reason), 64),
-		PlanHash: cleanText(e.PlanHash, 64),
-		Detail:   cleanText(e.Detail, maxAuditLong),
-	}
-	if row.Event == "" {
-		return AuditEntry{}, clawops.E("audit append", clawops.KindInvalid, clawops.ReasonBadArguments, "entry has no event")
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var err error
-	for attempt := 0; attempt < appendAttempts; attempt++ {
-		var stored auditRow
-		stored, err = l.appendOnce(ctx, row)
-		if err == nil {
-			return stored.entry(), nil
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		// Another writer may have taken the same seq (a unique-key conflict); read the tail again.
-	}
-	return AuditEntry{}, fmt.Errorf("audit append: %w", err)
-}
-
-func (l *AuditLog) appendOnce(ctx context.Context, row auditRow) (auditRow, error) {
-	err := l.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if tx.Dialector.Name() == "postgres" {
-			if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", auditLockKey).Error; err != nil {
-				return fmt.Errorf("lock: %w", err)
-			}
-		}
-		var tail []auditRow
-		if err := tx.Order("seq DESC").Limit(1).Find(&tail).Error; err != nil {
-			return fmt.Errorf("read tail: %w", err)
-		}
-		row.Seq, row.PrevHash = 1, GenesisHash
-		if len(tail) == 1 {
-			row.Seq, row.PrevHash = tail[0].Seq+1, tail[0].Hash
-		}
-		row.Time = l.clock.Now().UTC().Format(auditTimeLayout)
-		row.Hash = row.computeHash()
-		if err := tx.Create(&row).Error; err != nil {
-			return fmt.Errorf("insert seq %d: %w", row.Seq, err)
-		}
-		return nil
-	})
-	return row, err
-}
-
 // List returns up to limit entries with Seq greater than afterSeq, in seq order. A limit of
 // 0 means 100; the most is 1000.
 func (l *AuditLog) List(ctx context.Context, afterSeq int64, limit int) ([]AuditEntry, error) {
@@ -209,9 +183,19 @@ func (l *AuditLog) List(ctx context.Context, afterSeq int64, limit int) ([]Audit
 // checking every link. It reports the first bad seq and what is wrong with it: a changed row
 // (its hash no longer matches its content), a removed row (a gap in the seqs), or an inserted
 // or re-linked row (its PrevHash is not the previous row's hash, or its seq is out of place).
-// The report's HeadHash names the last entry; recording it elsewhere lets a later Verify
-// detect removal of entries from the end, which no chain can show on its own.
+// It then checks every stored checkpoint: its signature (under a trusted key, when the log
+// has any), and that the entry it signed is still there with the same hash, which reveals
+// removal of entries from the end of the log (truncation), which no chain shows on its own.
+// The report's HeadHash names the last entry.
 func (l *AuditLog) Verify(ctx context.Context) (VerifyReport, error) {
+	cps, err := l.checkpointRows(ctx, -1)
+	if err != nil {
+		return VerifyReport{}, fmt.Errorf("audit verify: %w", err)
+	}
+	want := make(map[int64]string, len(cps)) // checkpointed seq → hash found in the chain
+	for _, c := range cps {
+		want[c.Seq] = ""
+	}
 	rep := VerifyReport{OK: true}
 	expected, prev := int64(1), GenesisHash
 	var after int64
@@ -232,13 +216,23 @@ func (l *AuditLog) Verify(ctx context.Context) (VerifyReport, error) {
 				rep.OK, rep.FirstBadSeq, rep.Problem = false, bad, problem
 				return rep, nil
 			}
+			if _, ok := want[r.Seq]; ok {
+				want[r.Seq] = r.Hash
+			}
 			prev, expected, after = r.Hash, expected+1, r.Seq
 			rep.HeadHash = r.Hash
 		}
 		if len(rows) < l.batch {
-			return rep, nil
+			break
 		}
 	}
+	hashAt := func(seq int64) (string, bool) { h := want[seq]; return h, h != "" }
+	if problem, bad := checkCheckpoints(cps, l.trusted, after, hashAt); problem != "" {
+		rep.OK, rep.FirstBadSeq, rep.Problem = false, bad, problem
+		return rep, nil
+	}
+	rep.Checkpoints = len(cps)
+	return rep, nil
 }
 
 // checkRow returns what is wrong with r given the seq and previous hash the chain expects,

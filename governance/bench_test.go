@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/gatewayforge/clawops"
 )
@@ -42,4 +45,67 @@ func BenchmarkAuditAppend(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkAuditAppendParallel measures appends from many goroutines at once: the group
+// commit turns them into few transactions.
+func BenchmarkAuditAppendParallel(b *testing.B) {
+	db, _ := openDB(b)
+	l := NewAuditLog(db, nil)
+	e := AuditEntry{Actor: "agent:guardian", Tool: "fleet.restart", Target: "i-001,i-002", Event: EventCompleted,
+		Decision: clawops.Allow, Reason: clawops.ReasonOK, PlanHash: "ab12", Detail: "restarted 2 instances"}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := l.Append(ctx, e); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+}
+
+// BenchmarkGateDecisionLatency reports the p50 and p99 latency of whole gate decisions (an
+// allowed call: plan, risk, audit requested+allowed, apply, audit completed) made by 8
+// concurrent callers, as agents would.
+func BenchmarkGateDecisionLatency(b *testing.B) {
+	db, _ := openDB(b)
+	g, err := NewGate(GateOptions{DB: db, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	g.Register(newTestTool("fleet.restart", ActionRestart, clawops.RiskLow, 3))
+	args := json.RawMessage(`{"instances":["i-001"]}`)
+	ctx := context.Background()
+	var mu sync.Mutex
+	var lat []time.Duration
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
+		for pb.Next() {
+			start := time.Now()
+			out, err := g.Invoke(ctx, guardian, "fleet.restart", args)
+			mine = append(mine, time.Since(start))
+			if err != nil || out.Decision != clawops.Allow {
+				b.Errorf("invoke: %s, %v", out.Decision, err)
+				return
+			}
+		}
+		mu.Lock()
+		lat = append(lat, mine...)
+		mu.Unlock()
+	})
+	b.StopTimer()
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) }
+	b.ReportMetric(pct(0.50), "p50-µs")
+	b.ReportMetric(pct(0.99), "p99-µs")
+	b.ReportMetric(float64(len(lat))/b.Elapsed().Seconds(), "decisions/s")
 }

@@ -2,8 +2,9 @@ package governance
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gatewayforge/clawops"
@@ -12,156 +13,257 @@ import (
 // gateActor names the gate itself in audit rows it writes on its own (expiry).
 const gateActor = "system:gate"
 
-// Decide records a human decision on a pending approval and, when approved, applies the plan.
+// decideAttempts bounds how often a decision is retried when another decision on the same
+// approval was written between our read and our write.
+const decideAttempts = 4
+
+// decideRequest is one human decision on an approval.
+type decideRequest struct {
+	decider clawops.Actor
+	id      string
+	approve bool
+	reason  string
+	factor  string      // a second factor code; "" when none was given
+	scope   *GrantScope // approve, and grant this scope for later calls
+}
+
+// Decide records a human decision on a pending approval and, once it has all the approvals
+// it needs, applies the plan.
 //
-// The decider must hold a role that can approve (NOT_APPROVER), must not be the requester
-// (SELF_APPROVAL), and the approval must exist (APPROVAL_NOT_FOUND), be pending
-// (APPROVAL_ALREADY_DECIDED) and unexpired (APPROVAL_EXPIRED; it is then marked expired).
-// Every refused attempt is audited as a "violation". Approving moves the approval from
-// pending to approved with one conditional UPDATE, so of two concurrent approvals exactly one
-// goes on to execute. The requester's permission is checked again, and the tool plans the
-// stored (canonical) arguments again; if the new plan's hash differs from the approved one
-// (the fleet changed) nothing runs (PLAN_MISMATCH). Otherwise the approved plan is applied
-// and the approval ends executed or failed.
+// The decider must hold a role that can approve and, when an approver set is configured,
+// be in it (NOT_APPROVER); must not be the requester (SELF_APPROVAL) nor have approved this
+// approval already (DUPLICATE_APPROVER). The approval must exist (APPROVAL_NOT_FOUND), be
+// pending (APPROVAL_ALREADY_DECIDED) and unexpired (APPROVAL_EXPIRED; it is then marked
+// expired). An approval that requires a second factor cannot be approved here
+// (SECOND_FACTOR_REQUIRED; use DecideWithFactor); it can be denied. Every refused attempt is
+// audited as a "violation".
 //
-// As for Invoke, the error is nil exactly when the plan ran to success; a denial by the
-// approver is reported as Decision Deny with reason DENIED_BY_APPROVER and a KindDenied error.
+// A critical approval needs two distinct approvers (four-eyes): the first approval is
+// recorded and audited, the approval stays pending, and Decide returns NeedsApproval with
+// reason AWAITING_SECOND_APPROVER and a nil error; the second applies the plan. Decisions
+// are written with a conditional UPDATE on the approval's version, so of concurrent
+// deciders exactly one completes the approval and the plan runs once. A single denial ends
+// the approval.
+//
+// Before applying, the requester's permission and scope are checked again, the tool plans
+// the stored (canonical) arguments again, and if the new plan's hash differs from the
+// approved one (the fleet changed) nothing runs (PLAN_MISMATCH). Invariants and the hard
+// budget limit are checked again too. The approval ends executed or failed.
+//
+// As for Invoke, the error is nil exactly when the plan ran to success (or, four-eyes, the
+// first approval was recorded); a denial by the approver is reported as Decision Deny with
+// reason DENIED_BY_APPROVER and a KindDenied error.
 func (g *Gate) Decide(ctx context.Context, decider clawops.Actor, approvalID string, approve bool, reason string) (Outcome, error) {
-	reason = cleanText(reason, 1024)
-	a, err := g.loadApproval(ctx, approvalID)
-	if err != nil {
-		if clawops.ReasonOf(err) == clawops.ReasonApprovalNotFound {
-			return g.violation(ctx, decider, nil, approvalID, clawops.KindNotFound, clawops.ReasonApprovalNotFound, innerMessage(err))
+	return g.decide(ctx, decideRequest{decider: decider, id: approvalID, approve: approve, reason: reason})
+}
+
+// DecideWithFactor is Decide with a second factor (a TOTP code) verified for the decider
+// by the gate's SecondFactorVerifier. A wrong or reused code is refused
+// (SECOND_FACTOR_INVALID) and audited; nothing is recorded.
+func (g *Gate) DecideWithFactor(ctx context.Context, decider clawops.Actor, approvalID string, approve bool, reason, code string) (Outcome, error) {
+	if code == "" {
+		code = " " // an empty code is a wrong code, not "no factor given"
+	}
+	return g.decide(ctx, decideRequest{decider: decider, id: approvalID, approve: approve, reason: reason, factor: code})
+}
+
+// ApproveForScope approves like Decide and also creates a scoped grant: for scope.TTL (at
+// most 24 h), later calls of the same tool by the same requester whose targets all lie
+// within the selector, up to scope.MaxUsers users in total, run without a new approval
+// (each use audited grant.used). Critical approvals and approvals needing a second factor
+// cannot be widened into a grant (GRANT_INVALID).
+func (g *Gate) ApproveForScope(ctx context.Context, decider clawops.Actor, approvalID string, scope GrantScope, reason string) (Outcome, error) {
+	return g.decide(ctx, decideRequest{decider: decider, id: approvalID, approve: true, reason: reason, scope: &scope})
+}
+
+func (g *Gate) decide(ctx context.Context, r decideRequest) (Outcome, error) {
+	r.reason = cleanText(r.reason, 1024)
+	factorOK := false
+	for attempt := 1; ; attempt++ {
+		a, version, err := g.loadApprovalVersion(ctx, r.id)
+		if err != nil {
+			if clawops.ReasonOf(err) == clawops.ReasonApprovalNotFound {
+				return g.violation(ctx, r.decider, nil, r.id, clawops.KindNotFound, clawops.ReasonApprovalNotFound, innerMessage(err))
+			}
+			return Outcome{Decision: clawops.Deny, Reason: clawops.ReasonInternal, ApprovalID: r.id},
+				clawops.E("governance.Decide", clawops.ReasonInternal, err)
 		}
-		return Outcome{Decision: clawops.Deny, Reason: clawops.ReasonInternal, ApprovalID: approvalID},
-			clawops.E("governance.Decide", clawops.ReasonInternal, err)
-	}
-	switch {
-	case decider.Identity == "" || !decider.Role.CanApprove():
-		return g.violation(ctx, decider, &a, a.ID, clawops.KindDenied, clawops.ReasonNotApprover,
-			fmt.Sprintf("role %q may not decide approvals", decider.Role))
-	case decider.Identity == a.Requester.Identity:
-		return g.violation(ctx, decider, &a, a.ID, clawops.KindDenied, clawops.ReasonSelfApproval,
-			"the requester may not decide their own request")
-	case a.State == ApprovalExpired:
-		return g.violation(ctx, decider, &a, a.ID, clawops.KindExpired, clawops.ReasonApprovalExpired,
-			"approval expired at "+formatTime(a.ExpiresAt))
-	case a.State != ApprovalPending:
-		return g.violation(ctx, decider, &a, a.ID, clawops.KindDenied, clawops.ReasonAlreadyDecided,
-			"approval is already "+string(a.State))
-	}
-	now := g.clock.Now().UTC().Truncate(time.Microsecond)
-	if now.After(a.ExpiresAt) {
-		if _, err := g.expireOne(ctx, a, now, decider.String()); err != nil {
+		if kind, reason, msg := g.checkDecider(r, a); reason != "" {
+			return g.violation(ctx, r.decider, &a, a.ID, kind, reason, msg)
+		}
+		now := g.now()
+		if now.After(a.ExpiresAt) {
+			if _, err := g.expireOne(ctx, a, now, r.decider.String()); err != nil {
+				return Outcome{Decision: clawops.Deny, Reason: clawops.ReasonInternal, ApprovalID: a.ID},
+					clawops.E("governance.Decide", clawops.ReasonInternal, err)
+			}
+			return decidedOutcome(a, clawops.Deny, clawops.ReasonApprovalExpired, "approval expired at "+formatTime(a.ExpiresAt)),
+				clawops.E("governance.Decide "+a.ID, clawops.KindExpired, clawops.ReasonApprovalExpired, "approval expired")
+		}
+		if attempt == 1 {
+			if kind, reason, msg := g.checkFactorAndScope(ctx, r, a); reason != "" {
+				return g.violation(ctx, r.decider, &a, a.ID, kind, reason, msg)
+			}
+			factorOK = r.factor != ""
+		}
+		d := ApprovalDecision{By: cleanText(r.decider.Identity, 256), Role: r.decider.Role,
+			Channel: cleanText(r.decider.Channel, 64), Approve: r.approve, At: now, Reason: r.reason, SecondFactor: factorOK}
+		decisions := append(slices.Clone(a.Decisions), d)
+		to := ApprovalDenied
+		if r.approve {
+			to = ApprovalPending
+			if approvalsIn(decisions) >= a.ApprovalsRequired {
+				to = ApprovalApproved
+			}
+		}
+		set := map[string]any{"decisions": mustJSON(decisions), "version": version + 1}
+		if to != ApprovalPending {
+			set["decided_by"], set["decided_at"], set["decision_reason"] = d.By, formatTime(now), r.reason
+		}
+		won, err := g.recordDecision(ctx, a.ID, version, to, set, now)
+		if err != nil {
 			return Outcome{Decision: clawops.Deny, Reason: clawops.ReasonInternal, ApprovalID: a.ID},
 				clawops.E("governance.Decide", clawops.ReasonInternal, err)
 		}
-		return decidedOutcome(a, clawops.Deny, clawops.ReasonApprovalExpired, "approval expired at "+formatTime(a.ExpiresAt)),
-			clawops.E("governance.Decide "+a.ID, clawops.KindExpired, clawops.ReasonApprovalExpired, "approval expired")
+		if !won {
+			if attempt < decideAttempts {
+				continue // another decision landed first: read again and re-check
+			}
+			return g.violation(ctx, r.decider, &a, a.ID, clawops.KindDenied, clawops.ReasonAlreadyDecided,
+				"approval was decided concurrently")
+		}
+		a.State, a.Decisions = to, decisions
+		if to != ApprovalPending {
+			a.DecidedBy, a.DecidedAt, a.Reason = d.By, &now, r.reason
+		}
+		return g.afterDecision(ctx, r, a, now)
 	}
-	to := ApprovalDenied
-	if approve {
-		to = ApprovalApproved
+}
+
+// checkDecider returns why r.decider may not decide a, or an empty reason.
+func (g *Gate) checkDecider(r decideRequest, a Approval) (clawops.Kind, clawops.ReasonCode, string) {
+	if ok, why := g.isApprover(r.decider); !ok {
+		return clawops.KindDenied, clawops.ReasonNotApprover, why
 	}
-	won, err := g.transition(ctx, a.ID, ApprovalPending, to, map[string]any{
-		"decided_by": cleanText(decider.Identity, 256), "decided_at": formatTime(now), "decision_reason": reason,
-	}, &now)
-	if err != nil {
-		return Outcome{Decision: clawops.Deny, Reason: clawops.ReasonInternal, ApprovalID: a.ID},
-			clawops.E("governance.Decide", clawops.ReasonInternal, err)
+	switch {
+	case r.decider.Identity == a.Requester.Identity:
+		return clawops.KindDenied, clawops.ReasonSelfApproval, "the requester may not decide their own request"
+	case a.State == ApprovalExpired:
+		return clawops.KindExpired, clawops.ReasonApprovalExpired, "approval expired at " + formatTime(a.ExpiresAt)
+	case a.State != ApprovalPending:
+		return clawops.KindDenied, clawops.ReasonAlreadyDecided, "approval is already " + string(a.State)
 	}
-	if !won {
-		// Someone else decided (or it expired) between our read and our write.
-		return g.violation(ctx, decider, &a, a.ID, clawops.KindDenied, clawops.ReasonAlreadyDecided,
-			"approval was decided concurrently")
+	for _, d := range a.Decisions {
+		if d.By == r.decider.Identity {
+			return clawops.KindDenied, ReasonDuplicateApprover, fmt.Sprintf(
+				"%s already approved; a second, different approver must decide", quoteShort(d.By))
+		}
 	}
-	a.State, a.DecidedBy, a.DecidedAt, a.Reason = to, decider.Identity, &now, reason
-	c := &call{actor: decider, name: a.Tool, spec: ToolSpec{Risk: a.Risk}, plan: &a.Plan}
-	if !approve {
-		g.appendOrLog(ctx, c.entry(EventRejected, clawops.Deny, clawops.ReasonDenied, approvalDetail(a.ID, reason)))
+	return 0, "", ""
+}
+
+// checkFactorAndScope verifies a second factor (required to approve when a.SecondFactor,
+// checked whenever one is given) and the shape of a requested grant scope.
+func (g *Gate) checkFactorAndScope(ctx context.Context, r decideRequest, a Approval) (clawops.Kind, clawops.ReasonCode, string) {
+	if r.approve && a.SecondFactor && r.factor == "" {
+		return clawops.KindDenied, ReasonSecondFactorRequired,
+			"this approval must be approved with a second factor (one-time code), not a chat button"
+	}
+	if r.factor != "" {
+		if g.factor == nil {
+			return clawops.KindDenied, ReasonSecondFactorInvalid, "no second factor is configured"
+		}
+		if err := g.factor.VerifySecondFactor(ctx, r.decider.Identity, strings.TrimSpace(r.factor)); err != nil {
+			return clawops.KindDenied, ReasonSecondFactorInvalid, innerMessage(err)
+		}
+	}
+	if r.scope != nil {
+		if err := r.scope.validate(a); err != nil {
+			return clawops.KindInvalid, ReasonGrantInvalid, err.Error()
+		}
+	}
+	return 0, "", ""
+}
+
+func approvalsIn(ds []ApprovalDecision) int {
+	n := 0
+	for _, d := range ds {
+		if d.Approve {
+			n++
+		}
+	}
+	return n
+}
+
+// afterDecision audits and acts on a decision that was written.
+func (g *Gate) afterDecision(ctx context.Context, r decideRequest, a Approval, now time.Time) (Outcome, error) {
+	c := &call{actor: r.decider, name: a.Tool, spec: ToolSpec{Risk: a.Risk}, plan: &a.Plan}
+	switch a.State {
+	case ApprovalDenied:
+		g.appendOrLog(ctx, c.entry(EventRejected, clawops.Deny, clawops.ReasonDenied, approvalDetail(a.ID, r.reason)))
 		g.notify(ctx, a)
-		g.log.InfoContext(ctx, "approval denied", "approval", a.ID, "by", decider.String())
-		return decidedOutcome(a, clawops.Deny, clawops.ReasonDenied, reason),
-			clawops.E("governance.Decide "+a.ID, clawops.KindDenied, clawops.ReasonDenied, "denied by "+decider.Identity)
+		g.log.InfoContext(ctx, "approval denied", "approval", a.ID, "by", r.decider.String())
+		return decidedOutcome(a, clawops.Deny, clawops.ReasonDenied, r.reason),
+			clawops.E("governance.Decide "+a.ID, clawops.KindDenied, clawops.ReasonDenied, "denied by "+r.decider.Identity)
+	case ApprovalPending:
+		msg := fmt.Sprintf("%d of %d approvals", approvalsIn(a.Decisions), a.ApprovalsRequired)
+		g.appendOrLog(ctx, c.entry(EventApproved, clawops.NeedsApproval, ReasonAwaitingSecondApprover,
+			approvalDetail(a.ID, joinWords(msg, r.reason))))
+		g.notify(ctx, a)
+		g.log.InfoContext(ctx, "approval recorded; waiting for another approver", "approval", a.ID, "by", r.decider.String())
+		out := decidedOutcome(a, clawops.NeedsApproval, ReasonAwaitingSecondApprover, msg+": a second, different approver must approve")
+		return out, nil
 	}
-	if _, err := g.audit.Append(ctx, c.entry(EventApproved, clawops.Allow, clawops.ReasonApproved, approvalDetail(a.ID, reason))); err != nil {
+	detail := approvalDetail(a.ID, joinWords(r.reason, "approved by "+strings.Join(approverIDs(a.Decisions), " and ")))
+	if _, err := g.audit.Append(ctx, c.entry(EventApproved, clawops.Allow, clawops.ReasonApproved, detail)); err != nil {
 		return g.finishFailed(ctx, a, clawops.KindOther, clawops.ReasonInternal, "audit approval: "+err.Error())
 	}
+	if r.scope != nil {
+		gr, err := g.createGrant(ctx, r.decider, a, *r.scope, now)
+		if err != nil {
+			return g.finishFailed(ctx, a, clawops.KindOther, clawops.ReasonInternal, "create grant: "+err.Error())
+		}
+		a.GrantID = gr.ID
+	}
 	g.notify(ctx, a)
-	g.log.InfoContext(ctx, "approval approved", "approval", a.ID, "by", decider.String())
-	return g.executeApproved(ctx, a)
+	g.log.InfoContext(ctx, "approval approved", "approval", a.ID, "by", r.decider.String())
+	return g.executeApproved(ctx, a, Grant{Kind: GrantApproval, ID: a.ID, By: approverIDs(a.Decisions), At: now})
 }
 
-// executeApproved re-plans an approved request, checks the plan did not drift, and applies it.
-func (g *Gate) executeApproved(ctx context.Context, a Approval) (Outcome, error) {
-	tool, ok := g.tool(a.Tool)
-	if !ok {
-		return g.finishFailed(ctx, a, clawops.KindNotFound, clawops.ReasonUnknownTool, "tool "+quoteShort(a.Tool)+" is no longer registered")
-	}
-	spec := tool.Spec()
-	// The role table may have changed (a restart with new config) since the request.
-	if _, err := g.roles.permit(a.Requester, spec.Action); err != nil {
-		return g.finishFailed(ctx, a, clawops.KindOf(err), clawops.ReasonOf(err), innerMessage(err))
-	}
-	if h, err := HashPlan(a.Plan); err != nil || h != a.PlanHash {
-		return g.finishFailed(ctx, a, clawops.KindDenied, clawops.ReasonPlanMismatch, errApprovalCorrupt.Error())
-	}
-	fresh, err := tool.Plan(ctx, a.Requester, a.Plan.Args)
-	if err == nil {
-		fresh, err = sealPlan(fresh, spec.Name, a.Plan.Args)
-	}
-	if err != nil {
-		kind, reason := clawops.KindOf(err), clawops.ReasonOf(err)
-		if reason == "" {
-			kind, reason = clawops.KindOther, clawops.ReasonInternal
-		}
-		return g.finishFailed(ctx, a, kind, reason, "re-plan: "+err.Error())
-	}
-	if fresh.Hash != a.PlanHash {
-		return g.finishFailed(ctx, a, clawops.KindDenied, clawops.ReasonPlanMismatch, fmt.Sprintf(
-			"the plan changed since it was approved (approved %.12s, now %.12s): request it again", a.PlanHash, fresh.Hash))
-	}
-	if v := checkInvariants(spec, a.Plan); v != nil {
-		return g.finishFailed(ctx, a, clawops.KindDenied, v.reason, v.msg)
-	}
-	c := &call{actor: a.Requester, name: a.Tool, spec: spec, plan: &a.Plan}
-	rq, err := g.audit.Append(ctx, c.entry(EventRequested, "", "", approvalDetail(a.ID, "approved by "+a.DecidedBy)))
-	if err != nil {
-		return g.finishFailed(ctx, a, clawops.KindOther, clawops.ReasonInternal, "audit: "+err.Error())
-	}
-	out := decidedOutcome(a, clawops.Allow, clawops.ReasonApproved, "")
-	out, runErr := g.execute(ctx, c, tool, rq, out)
-	to, set := ApprovalExecuted, map[string]any{}
-	if runErr != nil {
-		to, set["error"] = ApprovalFailed, cleanText(runErr.Error(), maxAuditLong)
-	}
-	if out.Result != nil {
-		if b, err := json.Marshal(out.Result); err == nil {
-			set["result"] = string(b)
+func approverIDs(ds []ApprovalDecision) []string {
+	var out []string
+	for _, d := range ds {
+		if d.Approve {
+			out = append(out, d.By)
 		}
 	}
-	if _, err := g.transition(ctx, a.ID, ApprovalApproved, to, set, nil); err != nil {
-		g.log.ErrorContext(ctx, "record approval outcome", "approval", a.ID, "err", err)
-	}
-	if fresh, err := g.loadApproval(ctx, a.ID); err == nil {
-		g.notify(ctx, fresh)
-	}
-	return out, runErr
+	return out
 }
 
-// finishFailed ends an approved request that could not be executed: state failed, audited,
-// nothing run.
-func (g *Gate) finishFailed(ctx context.Context, a Approval, kind clawops.Kind, reason clawops.ReasonCode, msg string) (Outcome, error) {
-	msg = cleanText(msg, maxAuditLong)
-	if _, err := g.transition(ctx, a.ID, ApprovalApproved, ApprovalFailed, map[string]any{"error": msg}, nil); err != nil {
-		g.log.ErrorContext(ctx, "record approval failure", "approval", a.ID, "err", err)
+func joinWords(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
 	}
-	c := &call{actor: a.Requester, name: a.Tool, plan: &a.Plan}
-	g.appendOrLog(ctx, c.entry(EventDenied, clawops.Deny, reason, approvalDetail(a.ID, msg)))
-	g.log.WarnContext(ctx, "approved plan not executed", "approval", a.ID, "reason", reason)
-	a.State, a.Error = ApprovalFailed, msg
-	g.notify(ctx, a)
-	return decidedOutcome(a, clawops.Deny, reason, msg), clawops.E("governance.Decide "+a.ID, kind, reason, msg)
+	return a + "; " + b
+}
+
+// recordDecision writes a decision if the approval is still pending, unexpired and at the
+// version it was read at; it reports whether it did.
+func (g *Gate) recordDecision(ctx context.Context, id string, version int, to ApprovalState, set map[string]any, now time.Time) (bool, error) {
+	cols := map[string]any{"state": string(to)}
+	for k, v := range set {
+		cols[k] = v
+	}
+	res := g.db.WithContext(ctx).Model(&approvalRow{}).
+		Where("id = ? AND state = ? AND version = ? AND expires_at >= ?", id, string(ApprovalPending), version, formatTime(now)).
+		Updates(cols)
+	if res.Error != nil {
+		return false, fmt.Errorf("record decision on %s: %w", id, res.Error)
+	}
+	return res.RowsAffected == 1, nil
 }
 
 // violation audits a refused decision attempt and returns the refusal.
@@ -180,50 +282,6 @@ func (g *Gate) violation(ctx context.Context, decider clawops.Actor, a *Approval
 	return out, clawops.E("governance.Decide", kind, reason, msg)
 }
 
-// ExpireDue marks every pending approval whose time is up as expired, audits each and tells
-// the Notifier. It returns how many it expired.
-func (g *Gate) ExpireDue(ctx context.Context) (int, error) {
-	now := g.clock.Now().UTC().Truncate(time.Microsecond)
-	var rows []approvalRow
-	err := g.db.WithContext(ctx).Where("state = ? AND expires_at < ?", string(ApprovalPending), formatTime(now)).
-		Order("expires_at ASC").Limit(maxListApprovals).Find(&rows).Error
-	if err != nil {
-		return 0, fmt.Errorf("expire approvals: %w", err)
-	}
-	n := 0
-	for _, r := range rows {
-		a, err := r.approval()
-		if err != nil {
-			return n, fmt.Errorf("expire approvals: %w", err)
-		}
-		won, err := g.expireOne(ctx, a, now, gateActor)
-		if err != nil {
-			return n, fmt.Errorf("expire approvals: %w", err)
-		}
-		if won {
-			n++
-		}
-	}
-	return n, nil
-}
-
-// expireOne moves a pending approval to expired, audits it and notifies; false when
-// another writer changed its state first.
-func (g *Gate) expireOne(ctx context.Context, a Approval, now time.Time, by string) (bool, error) {
-	won, err := g.transition(ctx, a.ID, ApprovalPending, ApprovalExpired, map[string]any{"decided_at": formatTime(now)}, nil)
-	if err != nil || !won {
-		return false, err
-	}
-	a.State, a.DecidedAt = ApprovalExpired, &now
-	c := &call{name: a.Tool, plan: &a.Plan}
-	e := c.entry(EventExpired, clawops.Deny, clawops.ReasonApprovalExpired,
-		approvalDetail(a.ID, "expired at "+formatTime(a.ExpiresAt)))
-	e.Actor = by
-	g.appendOrLog(ctx, e)
-	g.notify(ctx, a)
-	return true, nil
-}
-
 func (g *Gate) appendOrLog(ctx context.Context, e AuditEntry) {
 	if _, err := g.audit.Append(ctx, e); err != nil {
 		g.log.ErrorContext(ctx, "audit append", "event", e.Event, "tool", e.Tool, "err", err)
@@ -239,27 +297,6 @@ func approvalDetail(id, msg string) string {
 
 func decidedOutcome(a Approval, d clawops.Decision, r clawops.ReasonCode, msg string) Outcome {
 	p := a.Plan
-	return Outcome{Decision: d, Reason: r, Message: msg, Tool: a.Tool, Risk: a.Risk, Plan: &p, ApprovalID: a.ID}
-}
-
-// RunExpiry calls ExpireDue every interval until ctx ends, so pending approvals expire (and
-// their cards update) even when nobody tries to decide them. It returns nil when ctx ends.
-func (g *Gate) RunExpiry(ctx context.Context, every time.Duration) error {
-	if every <= 0 {
-		return fmt.Errorf("run expiry: interval %s must be positive", every)
-	}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-			if n, err := g.ExpireDue(ctx); err != nil && ctx.Err() == nil {
-				g.log.ErrorContext(ctx, "expire approvals", "err", err)
-			} else if n > 0 {
-				g.log.InfoContext(ctx, "approvals expired", "count", n)
-			}
-		}
-	}
+	return Outcome{Decision: d, Reason: r, Message: msg, Tool: a.Tool, Risk: a.Risk, Plan: &p, ApprovalID: a.ID,
+		RiskScore: a.RiskScore, ApprovalsRequired: a.ApprovalsRequired}
 }

@@ -108,6 +108,7 @@ type testTool struct {
 	onApply        func(ctx context.Context, p Plan)
 	rollingBatch   int
 	providerDelete bool
+	costEach       float64 // monthly cost delta per instance; 0: -4.5 (a saving)
 }
 
 func newTestTool(name string, action Action, risk clawops.RiskClass, fleetSize int) *testTool {
@@ -141,6 +142,9 @@ func (tt *testTool) Plan(_ context.Context, _ clawops.Actor, args json.RawMessag
 	p := Plan{Summary: fmt.Sprintf("%s on %d instances", tt.spec.Action, len(a.Instances)),
 		Reversible: tt.spec.Action != ActionTeardown, ProviderDelete: tt.providerDelete,
 		CostDeltaMonthlyUSD: -4.5 * float64(len(a.Instances)), ExpectedDuration: 2 * time.Minute}
+	if tt.costEach != 0 {
+		p.CostDeltaMonthlyUSD = tt.costEach * float64(len(a.Instances))
+	}
 	if tt.rollingBatch > 0 {
 		p.Rolling, p.BatchSize = true, tt.rollingBatch
 	}

@@ -1,9 +1,7 @@
 package governance
 
 import (
-	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/gatewayforge/clawops"
+	"github.com/gatewayforge/clawops/governance/redact"
 )
 
 // DefaultApprovalTTL is how long an approval waits for a decision unless GateOptions says.
@@ -31,23 +30,47 @@ type GateOptions struct {
 	Notifier    Notifier      // optional: told when an approval is created or changes
 	Roles       RoleTable     // nil: DefaultRoles()
 	Rand        io.Reader     // source of approval IDs; nil: crypto/rand
-	Audit       *AuditLog     // nil: NewAuditLog(DB, Clock)
+	Audit       *AuditLog     // nil: NewAuditLogWithOptions(DB, {Clock, Redactor})
+
+	// Environment feeds the risk score; "": production.
+	Environment Environment
+	// Approvers is the approver set: only these identities may decide approvals (and they
+	// must hold a role that can approve). Nil: anyone whose role can approve.
+	Approvers []string
+	// Admins are the identities told about break-glass (BreakGlassNotifier).
+	Admins []string
+	// SecondFactor verifies second factors (see TOTPVerifier). Required when
+	// SecondFactorFrom is set.
+	SecondFactor SecondFactorVerifier
+	// SecondFactorFrom makes approving any approval of this risk class or above require a
+	// second factor (DecideWithFactor); a chat button alone is refused. "": never.
+	SecondFactorFrom clawops.RiskClass
+	// Redactor cleans trace text (and audit details, when Audit is nil); nil: redact.Default().
+	Redactor *redact.Redactor
 }
 
-// Gate is the single door every tool call passes: permission, plan, invariants, decision,
-// audit, then apply. It is safe for concurrent use.
+// Gate is the single door every tool call passes: permission, plan, scope, invariants,
+// risk, budget, decision, audit, then apply. It is safe for concurrent use.
 type Gate struct {
-	db       *gorm.DB
-	clock    clawops.Clock
-	log      *slog.Logger
-	ttl      time.Duration
-	notifier Notifier
-	roles    RoleTable
-	rand     io.Reader
-	audit    *AuditLog
+	db         *gorm.DB
+	clock      clawops.Clock
+	log        *slog.Logger
+	ttl        time.Duration
+	notifier   Notifier
+	rand       io.Reader
+	audit      *AuditLog
+	env        Environment
+	admins     []string
+	factor     SecondFactorVerifier
+	factorFrom clawops.RiskClass
+	redactor   *redact.Redactor
 
 	mu    sync.RWMutex
 	tools map[string]Tool
+
+	policyMu  sync.RWMutex // guards roles and approvers (SetRoleTable, SetApprovers)
+	roles     RoleTable
+	approvers []string
 }
 
 // NewGate returns a gate over opts.DB. It does not create tables: call Migrate first.
@@ -58,16 +81,37 @@ func NewGate(opts GateOptions) (*Gate, error) {
 	if opts.ApprovalTTL < 0 {
 		return nil, fmt.Errorf("new gate: approval TTL %s is negative", opts.ApprovalTTL)
 	}
+	if opts.Environment != "" && !opts.Environment.Valid() {
+		return nil, fmt.Errorf("new gate: environment %q: use production or staging", opts.Environment)
+	}
+	switch opts.SecondFactorFrom {
+	case "":
+	case clawops.RiskLow, clawops.RiskMedium, clawops.RiskHigh, clawops.RiskCritical:
+		if opts.SecondFactor == nil {
+			return nil, errors.New("new gate: SecondFactorFrom is set but no SecondFactor verifier is")
+		}
+	default:
+		return nil, fmt.Errorf("new gate: SecondFactorFrom %q is not a risk class", opts.SecondFactorFrom)
+	}
 	g := &Gate{
-		db:       opts.DB,
-		clock:    clawops.ClockOrSystem(opts.Clock),
-		log:      opts.Logger,
-		ttl:      opts.ApprovalTTL,
-		notifier: opts.Notifier,
-		roles:    opts.Roles.Clone(),
-		rand:     opts.Rand,
-		audit:    opts.Audit,
-		tools:    make(map[string]Tool),
+		db:         opts.DB,
+		clock:      clawops.ClockOrSystem(opts.Clock),
+		log:        opts.Logger,
+		ttl:        opts.ApprovalTTL,
+		notifier:   opts.Notifier,
+		roles:      opts.Roles.Clone(),
+		rand:       opts.Rand,
+		audit:      opts.Audit,
+		env:        opts.Environment,
+		approvers:  cleanIdentities(opts.Approvers),
+		admins:     cleanIdentities(opts.Admins),
+		factor:     opts.SecondFactor,
+		factorFrom: opts.SecondFactorFrom,
+		redactor:   opts.Redactor,
+		tools:      make(map[string]Tool),
+	}
+	if opts.Approvers != nil && g.approvers == nil {
+		g.approvers = []string{} // an explicit empty set: nobody may approve
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -81,14 +125,25 @@ func NewGate(opts GateOptions) (*Gate, error) {
 	if g.rand == nil {
 		g.rand = rand.Reader
 	}
+	if g.env == "" {
+		g.env = Production
+	}
+	if g.redactor == nil {
+		g.redactor = redact.Default()
+	}
 	if g.audit == nil {
-		g.audit = NewAuditLog(opts.DB, g.clock)
+		g.audit = NewAuditLogWithOptions(opts.DB, AuditOptions{Clock: g.clock, Redactor: g.redactor})
 	}
 	return g, nil
 }
 
 // Audit returns the gate's audit log.
 func (g *Gate) Audit() *AuditLog { return g.audit }
+
+// Redactor returns the redactor the gate applies to traces and audit details; agents use
+// it on anything they send to an LLM, and main wraps the log handler with
+// redact.NewHandler(h, gate.Redactor()).
+func (g *Gate) Redactor() *redact.Redactor { return g.redactor }
 
 var toolNameRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
 
@@ -134,12 +189,13 @@ func (g *Gate) tool(name string) (Tool, bool) {
 	return t, ok
 }
 
-// call carries one tool call through Invoke.
+// call carries one tool call through the gate.
 type call struct {
 	actor clawops.Actor
 	name  string
 	spec  ToolSpec
 	plan  *Plan
+	risk  *RiskAssessment
 }
 
 func (c *call) entry(event string, d clawops.Decision, r clawops.ReasonCode, detail string) AuditEntry {
@@ -151,147 +207,32 @@ func (c *call) entry(event string, d clawops.Decision, r clawops.ReasonCode, det
 	return e
 }
 
-// Invoke runs one tool call through the gate:
-//
-//  1. the tool must exist (UNKNOWN_TOOL) and the arguments be one JSON object (BAD_ARGUMENTS);
-//  2. the actor's roles must permit the action at all (ROLE_NOT_PERMITTED): the autonomy
-//     table for the actor's agent, a human with no agent counting as the Commander, and the
-//     human's own role (viewers and approvers only read);
-//  3. the tool plans the call (a dry run); the plan is sealed with its hash;
-//  4. invariants may deny it outright (STANDBY_NOT_ACTIVE, ROLLING_REQUIRED);
-//  5. it needs approval when the role table says so, when it affects more than
-//     MaxUsersWithoutApproval users (TOO_MANY_USERS), when Forge's provisioning exceeds its
-//     limit, or when the tool's risk class is high or critical, whatever the role;
-//  6. otherwise it is allowed and applied.
-//
-// The audit log gets "requested" before anything else happens, then the decision, then
-// "completed" or "failed". If the audit log cannot be written, nothing runs.
-func (g *Gate) Invoke(ctx context.Context, actor clawops.Actor, toolName string, args json.RawMessage) (Outcome, error) {
-	c := &call{actor: actor, name: cleanText(toolName, 64)}
-	tool, ok := g.tool(toolName)
-	if !ok {
-		return g.refuse(ctx, c, clawops.KindNotFound, clawops.ReasonUnknownTool,
-			fmt.Sprintf("no tool named %q", c.name))
+// riskClass is the class that applies to c: the assessed one, else the tool's static one.
+func (c *call) riskClass() clawops.RiskClass {
+	if c.risk != nil {
+		return c.risk.Class
 	}
-	c.spec = tool.Spec()
-	canon, err := CanonicalArgs(args)
-	if err != nil {
-		return g.refuse(ctx, c, clawops.KindInvalid, clawops.ReasonBadArguments, err.Error())
+	return c.spec.Risk
+}
+
+// outcome starts the Outcome of c.
+func (c *call) outcome(d clawops.Decision, r clawops.ReasonCode, msg string) Outcome {
+	out := Outcome{Decision: d, Reason: r, Message: msg, Tool: c.name, Risk: c.riskClass(), Plan: c.plan}
+	if c.risk != nil {
+		a := *c.risk
+		out.RiskScore, out.Assessment = a.Score, &a
 	}
-	rule, err := g.roles.permit(actor, c.spec.Action)
-	if err != nil {
-		return g.refuse(ctx, c, clawops.KindOf(err), clawops.ReasonOf(err), innerMessage(err))
-	}
-	plan, err := tool.Plan(ctx, actor, canon)
-	if err != nil {
-		kind, reason := clawops.KindOf(err), clawops.ReasonOf(err)
-		if reason == "" {
-			kind, reason = clawops.KindOther, clawops.ReasonInternal
+	return out
+}
+
+// cleanIdentities trims, drops empty entries and de-duplicates a list of identities.
+func cleanIdentities(ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		id = strings.TrimSpace(id)
+		if id != "" && !slices.Contains(out, id) {
+			out = append(out, cleanText(id, 256))
 		}
-		return g.refuse(ctx, c, kind, reason, "plan: "+err.Error())
 	}
-	plan, err = sealPlan(plan, c.spec.Name, canon)
-	if err != nil {
-		return g.refuse(ctx, c, clawops.KindOther, clawops.ReasonInternal, err.Error())
-	}
-	c.plan = &plan
-	if v := checkInvariants(c.spec, plan); v != nil {
-		return g.refuse(ctx, c, clawops.KindDenied, v.reason, v.msg)
-	}
-	if reason, why := g.needsApproval(c, rule); reason != "" {
-		return g.requestApproval(ctx, c, reason, why)
-	}
-
-	rq, err := g.audit.Append(ctx, c.entry(EventRequested, "", "", plan.Summary))
-	if err != nil {
-		return g.auditFailed(c, err)
-	}
-	if _, err := g.audit.Append(ctx, c.entry(EventAllowed, clawops.Allow, clawops.ReasonRolePermits, "")); err != nil {
-		return g.auditFailed(c, err)
-	}
-	out := Outcome{Decision: clawops.Allow, Reason: clawops.ReasonRolePermits, Tool: c.name,
-		Risk: c.spec.Risk, Plan: c.plan}
-	return g.execute(ctx, c, tool, rq, out)
-}
-
-// needsApproval returns why c needs a human, or "" when it may run alone.
-func (g *Gate) needsApproval(c *call, rule Rule) (clawops.ReasonCode, string) {
-	p := c.plan
-	switch {
-	case p.UsersAffected > MaxUsersWithoutApproval:
-		return clawops.ReasonTooManyUsers, fmt.Sprintf("affects %d users (more than %d)",
-			p.UsersAffected, MaxUsersWithoutApproval)
-	case rule.Mode == WithApproval:
-		return clawops.ReasonApprovalRequired, fmt.Sprintf("%s needs approval to %s",
-			effectiveAgent(c.actor), c.spec.Action)
-	case rule.MaxTargets > 0 && len(p.Targets) > rule.MaxTargets:
-		return clawops.ReasonApprovalRequired, fmt.Sprintf("%s may %s at most %d instances alone; plan has %d",
-			effectiveAgent(c.actor), c.spec.Action, rule.MaxTargets, len(p.Targets))
-	case c.spec.Risk == clawops.RiskHigh || c.spec.Risk == clawops.RiskCritical:
-		return clawops.ReasonApprovalRequired, fmt.Sprintf("%s risk always needs approval", c.spec.Risk)
-	}
-	return "", ""
-}
-
-// refuse audits a denied call ("requested", then "denied") and returns the deny outcome.
-func (g *Gate) refuse(ctx context.Context, c *call, kind clawops.Kind, reason clawops.ReasonCode, msg string) (Outcome, error) {
-	out := Outcome{Decision: clawops.Deny, Reason: reason, Message: msg, Tool: c.name, Risk: c.spec.Risk, Plan: c.plan}
-	g.log.InfoContext(ctx, "tool call denied", "actor", c.actor.String(), "tool", c.name, "reason", reason)
-	summary := ""
-	if c.plan != nil {
-		summary = c.plan.Summary
-	}
-	if _, err := g.audit.Append(ctx, c.entry(EventRequested, "", "", summary)); err != nil {
-		g.log.ErrorContext(ctx, "audit denied call", "tool", c.name, "err", err)
-	} else if _, err := g.audit.Append(ctx, c.entry(EventDenied, clawops.Deny, reason, msg)); err != nil {
-		g.log.ErrorContext(ctx, "audit denied call", "tool", c.name, "err", err)
-	}
-	return out, clawops.E("governance.Invoke "+c.name, kind, reason, msg)
-}
-
-// auditFailed is the answer when the audit log cannot be written: nothing runs.
-func (g *Gate) auditFailed(c *call, err error) (Outcome, error) {
-	g.log.Error("audit log unavailable; refusing tool call", "tool", c.name, "err", err)
-	out := Outcome{Decision: clawops.Deny, Reason: clawops.ReasonInternal, Message: "audit log unavailable",
-		Tool: c.name, Risk: c.spec.Risk, Plan: c.plan}
-	return out, clawops.E("governance.Invoke "+c.name, clawops.KindOther, clawops.ReasonInternal,
-		fmt.Errorf("%w: %w", errAuditUnavailable, err))
-}
-
-// execute applies c.plan. rq must be the "requested" entry already in the audit log for
-// this very plan: this is the only place a tool's Apply is called, so no side effect (a
-// provider delete above all) can happen before its audit entry exists.
-func (g *Gate) execute(ctx context.Context, c *call, tool Tool, rq AuditEntry, out Outcome) (Outcome, error) {
-	if rq.Seq < 1 || rq.Event != EventRequested || rq.PlanHash == "" || rq.PlanHash != c.plan.Hash {
-		return g.auditFailed(c, errors.New("no requested entry for this plan"))
-	}
-	res, err := tool.Apply(ctx, *c.plan)
-	if err != nil {
-		kind, reason := clawops.KindOf(err), clawops.ReasonOf(err)
-		if reason == "" {
-			reason = clawops.ReasonExecutionFailed
-		}
-		out.Reason, out.Message = reason, err.Error()
-		if _, aerr := g.audit.Append(ctx, c.entry(EventFailed, out.Decision, reason, err.Error())); aerr != nil {
-			g.log.ErrorContext(ctx, "audit failed call", "tool", c.name, "err", aerr)
-		}
-		g.log.WarnContext(ctx, "tool call failed", "actor", c.actor.String(), "tool", c.name, "reason", reason, "err", err)
-		return out, clawops.E("governance.apply "+c.name, kind, reason, err)
-	}
-	out.Result = &res
-	if _, aerr := g.audit.Append(ctx, c.entry(EventCompleted, out.Decision, clawops.ReasonOK, res.Summary)); aerr != nil {
-		// The side effect happened; say so to the caller, but the log gap must be seen.
-		g.log.ErrorContext(ctx, "audit completed call", "tool", c.name, "seq_requested", rq.Seq, "err", aerr)
-	}
-	g.log.InfoContext(ctx, "tool call completed", "actor", c.actor.String(), "tool", c.name, "plan", c.plan.Hash)
-	return out, nil
-}
-
-// innerMessage returns the words of a *clawops.Error without its op and reason prefix.
-func innerMessage(err error) string {
-	var ce *clawops.Error
-	if errors.As(err, &ce) && ce.Err != nil {
-		return ce.Err.Error()
-	}
-	return err.Error()
+	return out
 }

@@ -230,7 +230,11 @@ func TestProviderDeleteAuditedBeforeApply(t *testing.T) {
 	if err != nil || out.Decision != clawops.NeedsApproval {
 		t.Fatalf("invoke: got %s, %v; want needs_approval", out.Decision, err)
 	}
+	// Critical: four-eyes, so two distinct approvers.
 	if _, err := h.gate.Decide(context.Background(), bob, out.ApprovalID, true, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.gate.Decide(context.Background(), carol, out.ApprovalID, true, "ok"); err != nil {
 		t.Fatal(err)
 	}
 	if len(seen) == 0 {
@@ -251,7 +255,10 @@ func TestProviderDeleteAuditedBeforeApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = h.gate.Decide(context.Background(), bob, out.ApprovalID, true, "ok")
+	if _, err := h.gate.Decide(context.Background(), bob, out.ApprovalID, true, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.gate.Decide(context.Background(), carol, out.ApprovalID, true, "ok")
 	wantReason(t, err, clawops.ReasonInternal, clawops.KindOther)
 	if n := tool.applies(); n != 1 {
 		t.Errorf("applies: got %d, want 1 (only the first delete)", n)

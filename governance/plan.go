@@ -45,8 +45,8 @@ func CanonicalArgs(raw json.RawMessage) (json.RawMessage, error) {
 	return out, nil
 }
 
-// HashPlan returns the hex SHA-256 of p's canonical JSON: p with Hash empty and Args in
-// canonical form. Plans are deterministic, so the same call on the same state hashes alike.
+// HashPlan returns the hex SHA-256 of p's canonical JSON: p with Hash and Forecast empty and
+// Args in canonical form. Plans are deterministic, so the same call on the same state hashes alike.
 func HashPlan(p Plan) (string, error) {
 	args, err := CanonicalArgs(p.Args)
 	if err != nil {
@@ -54,6 +54,7 @@ func HashPlan(p Plan) (string, error) {
 	}
 	p.Args = args
 	p.Hash = ""
+	p.Forecast = nil
 	b, err := json.Marshal(p)
 	if err != nil {
 		return "", fmt.Errorf("hash plan: %w", err)

@@ -1,6 +1,9 @@
 // Package governance is the gate every tool call passes: tool descriptors, the role autonomy
-// table, invariants, risk, plan→apply, approvals bound to plan hashes, and the hash-chained
-// audit log. Agents propose, the gate decides.
+// table, scopes, invariants, a risk score, budgets, plan→apply under a Grant, approvals bound
+// to plan hashes (four-eyes for critical, optional second factor, scoped grants),
+// break-glass, the hash-chained audit log with signed checkpoints and evidence bundles,
+// traces with replay, and (in package redact) redaction. Agents propose, the gate decides.
+// docs/governance.md describes the pipeline, the reason codes and the risk rubric.
 package governance
 
 import (
@@ -84,6 +87,19 @@ type Plan struct {
 	Rolling   bool   `json:"rolling,omitempty"`
 	BatchSize int    `json:"batch_size,omitempty"`
 	Hash      string `json:"hash"`
+	// Forecast is the gate's budget forecast for this plan (month-to-date spend plus what
+	// the plan adds, against the configured limits). The gate fills it in; like Hash it is
+	// not covered by the hash, since spend moves on while the plan stays the same.
+	Forecast *BudgetForecast `json:"forecast,omitempty"`
+}
+
+// Instances returns the IDs of the instances p touches, in plan order.
+func (p Plan) Instances() []clawops.InstanceID {
+	out := make([]clawops.InstanceID, len(p.Targets))
+	for i, t := range p.Targets {
+		out[i] = t.Instance
+	}
+	return out
 }
 
 // Result is what a tool returns after Apply (or a read tool after Plan+Apply).
@@ -107,6 +123,15 @@ type Outcome struct {
 	Plan       *Plan              `json:"plan,omitempty"`
 	ApprovalID string             `json:"approval_id,omitempty"`
 	Result     *Result            `json:"result,omitempty"`
+	// RiskScore and Assessment are the risk rubric's verdict (see risk.go).
+	RiskScore  int             `json:"risk_score,omitempty"`
+	Assessment *RiskAssessment `json:"assessment,omitempty"`
+	// ApprovalsRequired is how many distinct approvers the call needs (2 for critical).
+	ApprovalsRequired int `json:"approvals_required,omitempty"`
+	// Grant is what allowed the call to run, when it ran.
+	Grant *Grant `json:"grant,omitempty"`
+	// Warnings are soft findings (a soft budget limit crossed) that did not stop the call.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ApprovalState is where an approval is in its life.
@@ -139,6 +164,35 @@ type Approval struct {
 	Reason    string            `json:"reason,omitempty"` // the decider's words
 	Result    *Result           `json:"result,omitempty"`
 	Error     string            `json:"error,omitempty"`
+
+	RiskScore   int          `json:"risk_score,omitempty"`
+	RiskFactors []RiskFactor `json:"risk_factors,omitempty"`
+	// ApprovalsRequired is how many distinct approvers must approve (four-eyes: 2).
+	ApprovalsRequired int `json:"approvals_required,omitempty"`
+	// Decisions lists every decision recorded so far, in order (both approvers of a
+	// four-eyes approval, or the one who denied).
+	Decisions []ApprovalDecision `json:"decisions,omitempty"`
+	// SecondFactor says an approving decision must carry a second factor (DecideWithFactor).
+	SecondFactor bool `json:"second_factor,omitempty"`
+	// Approvers are the identities the card is addressed to (the configured approver set
+	// without the requester); empty means "anyone whose role may approve".
+	Approvers []string `json:"approvers,omitempty"`
+	// GrantID names the scoped grant created when the approval was approved for a scope.
+	GrantID string `json:"grant_id,omitempty"`
+	// TraceID is the agent run that asked, if any.
+	TraceID string `json:"trace_id,omitempty"`
+}
+
+// ApprovalDecision is one approver's recorded decision.
+type ApprovalDecision struct {
+	By      string            `json:"by"`
+	Role    clawops.HumanRole `json:"role,omitempty"`
+	Channel string            `json:"channel,omitempty"`
+	Approve bool              `json:"approve"`
+	At      time.Time         `json:"at"`
+	Reason  string            `json:"reason,omitempty"`
+	// SecondFactor is true when the decision carried a verified second factor.
+	SecondFactor bool `json:"second_factor,omitempty"`
 }
 
 // Card is the approval card every channel renders: what would happen, how risky, and who
@@ -159,6 +213,16 @@ type Card struct {
 	State               ApprovalState     `json:"state"`
 	DecidedBy           string            `json:"decided_by,omitempty"`
 	DecidedAt           *time.Time        `json:"decided_at,omitempty"`
+
+	RiskScore            int                `json:"risk_score,omitempty"`
+	ApprovalsRequired    int                `json:"approvals_required,omitempty"`
+	Deciders             []ApprovalDecision `json:"deciders,omitempty"`
+	SecondFactorRequired bool               `json:"second_factor_required,omitempty"`
+	// Audience is who the card is for: the approver identities (never the requester).
+	// Empty means the approvers' channel as a whole (anyone whose role may approve).
+	Audience []string `json:"audience,omitempty"`
+	// Forecast is the budget forecast shown on the card, if the plan costs money.
+	Forecast *BudgetForecast `json:"forecast,omitempty"`
 }
 
 // Notifier is told when an approval is created or changes state, so channels can post or
@@ -179,6 +243,14 @@ const (
 	EventCompleted     = "completed"
 	EventFailed        = "failed"
 	EventViolation     = "violation"
+
+	EventOverride      = "override"       // break-glass activated or used
+	EventGrantCreated  = "grant.created"  // an approval for scope created a grant
+	EventGrantUsed     = "grant.used"     // a call ran within a scoped grant
+	EventGrantExpired  = "grant.expired"  // a scoped grant's time ran out
+	EventPolicyChanged = "policy.changed" // the role table, approvers or a budget changed
+	EventConfigChanged = "config.changed" // configuration (re)loaded with changes
+	EventBudgetWarning = "budget.warning" // a soft budget limit was crossed
 )
 
 // AuditEntry is one row of the append-only, hash-chained audit log.
@@ -206,4 +278,6 @@ type VerifyReport struct {
 	// HeadHash is the hash of the last entry checked; keep it somewhere else to detect a
 	// later removal of entries from the end of the log.
 	HeadHash string `json:"head_hash,omitempty"`
+	// Checkpoints is how many signed checkpoints were checked against the chain.
+	Checkpoints int `json:"checkpoints,omitempty"`
 }
