@@ -40,3 +40,28 @@ type Inbound struct {
 	Text    string    `json:"text"`
 	Time    time.Time `json:"time"`
 }
+
+// Editor is a Channel that can post a message and later change it in place, for progress
+// updates ("provisioning 3/20…"). Post returns a reference that Edit takes back.
+type Editor interface {
+	Post(ctx context.Context, to string, text string) (ref string, err error)
+	Edit(ctx context.Context, to string, ref string, text string) error
+}
+
+// VoiceSender is a Channel that can send a voice note (a briefing read aloud). audio is
+// OGG/Opus, the format chat apps play as a voice note.
+type VoiceSender interface {
+	SendVoice(ctx context.Context, to string, audio []byte) error
+}
+
+// Runner is a Channel with a receive loop (long polling, a socket); Run returns when ctx ends.
+// Main runs every Runner in its errgroup.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
+// Checker is a Channel that can say whether it is configured well enough to connect: the
+// token is accepted, the session is paired. clawops doctor calls it.
+type Checker interface {
+	Check(ctx context.Context) error
+}

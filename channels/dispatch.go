@@ -24,6 +24,7 @@ type Dispatcher struct {
 
 	mu       sync.RWMutex
 	channels map[string]Channel
+	unknown  *UnknownAudit
 }
 
 // NewDispatcher builds a Dispatcher. A nil logger discards.
@@ -42,6 +43,15 @@ func (d *Dispatcher) Attach(c Channel) {
 	d.channels[c.Name()] = c
 }
 
+// SetAuditor makes the Dispatcher audit messages from senders not in allowFrom (at most one
+// row per sender per ten minutes, without the message text). Call it before Deliver is used.
+func (d *Dispatcher) SetAuditor(a Auditor, clock clawops.Clock) {
+	u := NewUnknownAudit(a, clock, d.log)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.unknown = u
+}
+
 // Deliver handles one inbound message and blocks until its replies are sent. Adapters that
 // must keep reading call it in a goroutine; the Handler serialises runs per session. A
 // message from an unknown sender is ignored (logged, no reply) and returns an error with
@@ -53,7 +63,14 @@ func (d *Dispatcher) Deliver(ctx context.Context, in Inbound) error {
 	}
 	actor, err := d.resolver.Resolve(in.Channel, in.Sender)
 	if err != nil {
-		d.log.Info("ignored message from unknown sender", "channel", in.Channel, "sender", in.Sender)
+		d.mu.RLock()
+		u := d.unknown
+		d.mu.RUnlock()
+		if u != nil {
+			u.Record(ctx, in.Channel, in.Sender, "message")
+		} else {
+			d.log.Info("ignored message from unknown sender", "channel", in.Channel, "sender", in.Sender)
+		}
 		return err
 	}
 	d.mu.RLock()

@@ -118,19 +118,25 @@ func (n *Notifier) drain(ctx context.Context, q posterQueue) {
 // CardFor derives the card every channel renders from an approval.
 func CardFor(a governance.Approval) governance.Card {
 	c := governance.Card{
-		ApprovalID:          a.ID,
-		Title:               fmt.Sprintf("Approve %s?", a.Tool),
-		Summary:             a.Plan.Summary,
-		Risk:                a.Risk,
-		UsersAffected:       a.Plan.UsersAffected,
-		CostDeltaMonthlyUSD: a.Plan.CostDeltaMonthlyUSD,
-		ExpectedDuration:    a.Plan.ExpectedDuration,
-		PlanHash:            a.PlanHash,
-		Requester:           a.Requester.String(),
-		ExpiresAt:           a.ExpiresAt,
-		State:               a.State,
-		DecidedBy:           a.DecidedBy,
-		DecidedAt:           a.DecidedAt,
+		ApprovalID:           a.ID,
+		Title:                fmt.Sprintf("Approve %s?", a.Tool),
+		Summary:              a.Plan.Summary,
+		Risk:                 a.Risk,
+		UsersAffected:        a.Plan.UsersAffected,
+		CostDeltaMonthlyUSD:  a.Plan.CostDeltaMonthlyUSD,
+		ExpectedDuration:     a.Plan.ExpectedDuration,
+		PlanHash:             a.PlanHash,
+		Requester:            a.Requester.String(),
+		ExpiresAt:            a.ExpiresAt,
+		State:                a.State,
+		DecidedBy:            a.DecidedBy,
+		DecidedAt:            a.DecidedAt,
+		RiskScore:            a.RiskScore,
+		ApprovalsRequired:    a.ApprovalsRequired,
+		Deciders:             a.Decisions,
+		SecondFactorRequired: a.SecondFactor,
+		Audience:             a.Approvers,
+		Forecast:             a.Plan.Forecast,
 	}
 	for _, e := range a.Plan.Effects {
 		s := e.Kind + " " + e.Target

@@ -3,6 +3,7 @@ package channels
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,28 @@ type Env struct {
 	Clock  clawops.Clock
 	// Deliver is where the adapter hands inbound messages (usually Dispatcher.Deliver).
 	Deliver func(ctx context.Context, in Inbound) error
+
+	// Resolver turns the presser of an approval button into a ClawOps identity (usually the
+	// same Directory the Dispatcher uses). Decider decides approvals (the *governance.Gate).
+	// Auditor records presses and messages from senders not in allowFrom (the gate's audit
+	// log). Adapters that show approval cards need the first two; without them a press is
+	// answered with NOT_IMPLEMENTED.
+	Resolver Resolver
+	Decider  Decider
+	Auditor  Auditor
+	// LookupEnv reads the environment for SecretRef settings; nil means os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+	// SQL and SQLDialect ("sqlite" or "postgres") are the project database, for adapters that
+	// keep state there (the WhatsApp session store).
+	SQL        *sql.DB
+	SQLDialect string
+}
+
+// Approvals builds the approval-press handler from the environment's Resolver, Decider and
+// Auditor.
+func (e Env) Approvals() *Approvals {
+	return NewApprovals(ApprovalsOptions{Resolver: e.Resolver, Decider: e.Decider, Auditor: e.Auditor,
+		Clock: e.Clock, Logger: e.Logger})
 }
 
 // Factory builds one adapter from its settings (a JSON object, possibly empty).
