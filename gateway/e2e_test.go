@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -209,6 +210,46 @@ func TestAuditVerifyCLI(t *testing.T) {
 	}
 	if out, err := verify(); err != nil || !strings.Contains(out, "audit chain OK") {
 		t.Fatalf("untouched chain: %v %s", err, out)
+	}
+
+	// An exported bundle verifies offline against the gateway's key, and not after a byte
+	// of it changes.
+	clawops := func(args ...string) (string, int) {
+		cmd := exec.Command(filepath.Join(e.bin, "clawops"), args...)
+		cmd.Env = []string{"PATH=/usr/bin:/bin"}
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if errorsAs(err, &exit) {
+			return string(out), exit.ExitCode()
+		}
+		if err != nil {
+			t.Fatalf("clawops %v: %v", args, err)
+		}
+		return string(out), 0
+	}
+	pub, code := clawops("audit", "pubkey", "--data", e.dataDir)
+	if code != 0 || len(strings.TrimSpace(pub)) != 64 {
+		t.Fatalf("audit pubkey: exit %d %q", code, pub)
+	}
+	pub = strings.TrimSpace(pub)
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	if out, code := clawops("audit", "export", "--data", e.dataDir, "--out", bundle); code != 0 {
+		t.Fatalf("audit export: exit %d %s", code, out)
+	}
+	if out, code := clawops("audit", "verify-bundle", "--key", pub, bundle); code != 0 || !strings.Contains(out, "bundle OK") {
+		t.Fatalf("verify-bundle: exit %d %s", code, out)
+	}
+	entries := filepath.Join(bundle, "entries.jsonl")
+	raw, err := os.ReadFile(entries)
+	if err != nil {
+		t.Fatalf("bundle entries: %v", err)
+	}
+	raw[len(raw)/2] ^= 0x01
+	if err := os.WriteFile(entries, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := clawops("audit", "verify-bundle", "--key", pub, bundle); code != 1 || !strings.Contains(out, "INVALID") {
+		t.Fatalf("verify-bundle after a flipped byte: exit %d %s, want 1 INVALID", code, out)
 	}
 	db, err := store.Open(context.Background(), store.Options{DataDir: e.dataDir})
 	if err != nil {

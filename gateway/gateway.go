@@ -31,6 +31,7 @@ import (
 	"github.com/gatewayforge/clawops/fleet"
 	"github.com/gatewayforge/clawops/fleet/local"
 	"github.com/gatewayforge/clawops/governance"
+	"github.com/gatewayforge/clawops/governance/redact"
 	"github.com/gatewayforge/clawops/store"
 	"github.com/gatewayforge/clawops/tools"
 )
@@ -40,6 +41,9 @@ const NodePath = "/v1/nodes/ws"
 
 // KeyFile is the gateway's Ed25519 key inside the data folder.
 const KeyFile = "gateway.key"
+
+// CheckpointInterval is how often the gateway signs the audit chain's head while it grows.
+const CheckpointInterval = 5 * time.Minute
 
 // Options are what New needs beyond the config.
 type Options struct {
@@ -58,9 +62,10 @@ type Options struct {
 // Gateway is a composed, not yet running gateway. Run serves it; Close releases what New
 // acquired when Run is never called.
 type Gateway struct {
-	cfg *config.Config
-	log *slog.Logger
-	clk clawops.Clock
+	cfg      *config.Config
+	log      *slog.Logger
+	clk      clawops.Clock
+	redactor *redact.Redactor
 
 	db        *gorm.DB
 	key       ed25519.PrivateKey
@@ -83,10 +88,13 @@ func New(ctx context.Context, opts Options) (_ *Gateway, err error) {
 	if cfg == nil {
 		return nil, errors.New("new gateway: config is nil")
 	}
-	g := &Gateway{cfg: cfg, log: opts.Logger, clk: clawops.ClockOrSystem(opts.Clock)}
+	g := &Gateway{cfg: cfg, log: opts.Logger, clk: clawops.ClockOrSystem(opts.Clock), redactor: redact.Default()}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
+	// Whatever a room logs, secrets, phone numbers and e-mail addresses never reach the
+	// log's sink.
+	g.log = slog.New(redact.NewHandler(g.log.Handler(), g.redactor))
 	defer func() {
 		if err != nil {
 			g.Close()
@@ -180,6 +188,8 @@ func (g *Gateway) wire(opts Options, nodeURL string) error {
 		Logger:      g.log.With("room", "gate"),
 		ApprovalTTL: cfg.Approvals.TTL,
 		Notifier:    g.notifier,
+		Admins:      admins(opts.Tokens),
+		Redactor:    g.redactor,
 	})
 	if err != nil {
 		return fmt.Errorf("new gateway: %w", err)
@@ -227,6 +237,17 @@ func (g *Gateway) onHeartbeat(ctx context.Context, hb proto.Heartbeat) {
 	if err := g.fleet.RecordHeartbeat(rctx, hb); err != nil && ctx.Err() == nil {
 		g.log.Warn("heartbeat not recorded", "node", hb.Node, "instance", hb.Instance, "err", err)
 	}
+}
+
+// admins are the identities told about break-glass.
+func admins(tokens []config.Token) []string {
+	var out []string
+	for _, t := range tokens {
+		if clawops.HumanRole(t.Role) == clawops.RoleAdmin {
+			out = append(out, t.Identity)
+		}
+	}
+	return out
 }
 
 // OpenStore opens and migrates the database the config names. The CLI's offline commands
@@ -294,6 +315,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	eg.Go(func() error { return g.notifier.Run(ctx) })
 	eg.Go(func() error { return g.gate.RunExpiry(ctx, 15*time.Second) })
 	eg.Go(func() error { return g.sweepLoop(ctx) })
+	eg.Go(func() error {
+		return g.gate.Audit().RunCheckpoints(ctx, g.key, CheckpointInterval, g.log.With("room", "audit"))
+	})
 	return eg.Wait()
 }
 

@@ -16,7 +16,6 @@ import (
 	"github.com/gatewayforge/clawops/clawnode/keyfile"
 	"github.com/gatewayforge/clawops/config"
 	"github.com/gatewayforge/clawops/gateway"
-	"github.com/gatewayforge/clawops/governance"
 	"github.com/gatewayforge/clawops/store"
 )
 
@@ -134,30 +133,5 @@ func runNodeToken(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("node token: %w", err)
 	}
 	fmt.Fprintln(stdout, tok)
-	return nil
-}
-
-func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var cf configFlags
-	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	cf.register(fs, false)
-	cfg, err := cf.parseAndLoad(fs, args, stderr)
-	if err != nil {
-		return err
-	}
-	db, err := gateway.OpenStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer store.Close(db)
-	rep, err := governance.NewAuditLog(db, nil).Verify(ctx)
-	if err != nil {
-		return fmt.Errorf("audit verify: %w", err)
-	}
-	if !rep.OK {
-		fmt.Fprintf(stdout, "audit chain BROKEN at entry %d: %s (%d entries read)\n", rep.FirstBadSeq, rep.Problem, rep.Entries)
-		return exitError{1}
-	}
-	fmt.Fprintf(stdout, "audit chain OK: %d entries, head %s\n", rep.Entries, rep.HeadHash)
 	return nil
 }

@@ -3,7 +3,7 @@
 //	clawops demo   [--listen ADDR] [--data DIR] [--instances N]   gateway + local fleet, no config
 //	clawops serve  [--config FILE]                                 the gateway from a config file
 //	clawops node token --instance ID [--ttl 1h] [--config FILE | --data DIR]
-//	clawops audit verify [--config FILE | --data DIR]
+//	clawops audit verify|export|verify-bundle|pubkey
 //	clawops version
 package main
 
@@ -45,7 +45,10 @@ commands:
   demo          start the gateway and a local fleet of real gf-clawnode processes (no config needed)
   serve         start the gateway from a config file (--config, or CLAWOPS_CONFIG)
   node token    mint a one-time join token for an instance's gf-clawnode
-  audit verify  walk the hash-chained audit log; exits 1 and names the first bad entry
+  audit verify  walk the hash-chained audit log and its signed checkpoints; exits 1 naming the first bad entry
+  audit export  write a signed audit bundle (--out DIR) for offline verification
+  audit verify-bundle --key HEX DIR   check a bundle offline; exits 1 if any byte changed
+  audit pubkey  print the gateway's public key (hex) that bundles and checkpoints are signed with
   version       print the version
 
 Run 'clawops <command> -h' for a command's flags.`
@@ -65,9 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runNodeToken(ctx, args[2:], stdout, stderr)
 		}
 	case "audit":
-		if len(args) > 1 && args[1] == "verify" {
-			return runAuditVerify(ctx, args[2:], stdout, stderr)
-		}
+		return runAudit(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "clawops", version)
 		return nil
