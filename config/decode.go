@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/parser"
+
+	"github.com/gatewayforge/clawops/internal/yamlstrict"
 )
 
 // yamlDecoder sets the fields of a Config from a YAML syntax tree. It walks the tree
@@ -26,48 +26,32 @@ type yamlDecoder struct {
 // decodeYAML overlays the YAML document in src on c. file names the source in messages.
 func decodeYAML(file string, src []byte, c *Config) (lines map[string]int, err error) {
 	d := &yamlDecoder{file: file, lines: map[string]int{}}
-	f, err := parseYAML(src)
+	f, err := yamlstrict.Parse(src)
 	if err != nil {
-		var ye yaml.Error
-		if errors.As(err, &ye) && ye.GetToken() != nil {
-			return nil, &Error{Source: file, Line: ye.GetToken().Position.Line, Msg: "invalid YAML: " + ye.GetMessage()}
+		if line, msg, ok := yamlstrict.SyntaxError(err); ok {
+			return nil, &Error{Source: file, Line: line, Msg: "invalid YAML: " + msg}
 		}
 		return nil, &Error{Source: file, Msg: "invalid YAML: " + err.Error()}
 	}
-	var docs []ast.Node
-	for _, doc := range f.Docs {
-		if doc.Body != nil {
-			docs = append(docs, doc.Body)
-		}
-	}
+	docs := yamlstrict.Documents(f)
 	switch len(docs) {
 	case 0:
 		return d.lines, nil // an empty file keeps the defaults
 	case 1:
 	default:
-		return nil, &Error{Source: file, Line: line(docs[1]), Msg: "the file holds more than one YAML document; keep one"}
+		return nil, &Error{Source: file, Line: yamlstrict.Line(docs[1]), Msg: "the file holds more than one YAML document; keep one"}
 	}
-	body := unwrap(docs[0])
+	body := yamlstrict.Unwrap(docs[0])
 	if _, ok := body.(*ast.MappingNode); !ok {
-		return nil, &Error{Source: file, Line: line(body), Msg: fmt.Sprintf("the file must be a mapping of keys (listen: ..., nodes: ...), not %s", nodeKind(body))}
+		return nil, &Error{Source: file, Line: yamlstrict.Line(body), Msg: fmt.Sprintf("the file must be a mapping of keys (listen: ..., nodes: ...), not %s", yamlstrict.Kind(body))}
 	}
 	d.decode(docs[0], reflect.ValueOf(c).Elem(), "")
 	return d.lines, errors.Join(d.errs...)
 }
 
-// parseYAML parses src, turning a panic of the parser on hostile input into an error.
-func parseYAML(src []byte) (f *ast.File, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("parser failed: %v", r)
-		}
-	}()
-	return parser.ParseBytes(src, 0)
-}
-
 func (d *yamlDecoder) fail(n ast.Node, key, format string, args ...any) {
 	e := keyError(key, format, args...)
-	e.Source, e.Line = d.file, line(n)
+	e.Source, e.Line = d.file, yamlstrict.Line(n)
 	d.errs = append(d.errs, e)
 }
 
@@ -77,9 +61,9 @@ func (d *yamlDecoder) decode(n ast.Node, v reflect.Value, path string) {
 		d.fail(n, path, "YAML aliases (*name) are not supported in the config; write the value out")
 		return
 	}
-	n = unwrap(n)
+	n = yamlstrict.Unwrap(n)
 	if path != "" {
-		d.lines[path] = line(n)
+		d.lines[path] = yamlstrict.Line(n)
 	}
 	if _, ok := n.(*ast.NullNode); ok {
 		return // an empty value keeps the default
@@ -92,16 +76,16 @@ func (d *yamlDecoder) decode(n ast.Node, v reflect.Value, path string) {
 	case v.Kind() == reflect.Slice:
 		d.sequence(n, v, path)
 	case v.Kind() == reflect.String:
-		s, ok := scalarText(n)
+		s, ok := yamlstrict.Scalar(n)
 		if !ok {
-			d.fail(n, path, "expected a string, got %s", nodeKind(n))
+			d.fail(n, path, "expected a string, got %s", yamlstrict.Kind(n))
 			return
 		}
 		v.SetString(s)
 	case v.Kind() == reflect.Bool:
 		b, ok := n.(*ast.BoolNode)
 		if !ok {
-			d.fail(n, path, "expected true or false, got %s", nodeKind(n))
+			d.fail(n, path, "expected true or false, got %s", yamlstrict.Kind(n))
 			return
 		}
 		v.SetBool(b.Value)
@@ -115,7 +99,7 @@ func (d *yamlDecoder) decode(n ast.Node, v reflect.Value, path string) {
 func (d *yamlDecoder) mapping(n ast.Node, v reflect.Value, path string) {
 	m, ok := n.(*ast.MappingNode)
 	if !ok {
-		d.fail(n, path, "expected a mapping of keys (%s), got %s", strings.Join(structKeys(v.Type()), ", "), nodeKind(n))
+		d.fail(n, path, "expected a mapping of keys (%s), got %s", strings.Join(structKeys(v.Type()), ", "), yamlstrict.Kind(n))
 		return
 	}
 	for _, mv := range m.Values {
@@ -123,9 +107,9 @@ func (d *yamlDecoder) mapping(n ast.Node, v reflect.Value, path string) {
 			d.fail(mv.Key, path, "YAML merge keys (<<) are not supported in the config; write the keys out")
 			continue
 		}
-		name, ok := scalarText(unwrap(mv.Key))
+		name, ok := yamlstrict.Scalar(yamlstrict.Unwrap(mv.Key))
 		if !ok {
-			d.fail(mv.Key, path, "keys must be plain words, got %s", nodeKind(mv.Key))
+			d.fail(mv.Key, path, "keys must be plain words, got %s", yamlstrict.Kind(mv.Key))
 			continue
 		}
 		i := fieldIndex(v.Type(), name)
@@ -143,13 +127,13 @@ func (d *yamlDecoder) unknownKey(n ast.Node, t reflect.Type, path, name string) 
 	if hint := unknownKeyHint(t, path, name); hint != "" {
 		msg += ": " + hint
 	}
-	d.errs = append(d.errs, &Error{Source: d.file, Line: line(n), Key: full, Msg: msg})
+	d.errs = append(d.errs, &Error{Source: d.file, Line: yamlstrict.Line(n), Key: full, Msg: msg})
 }
 
 func (d *yamlDecoder) sequence(n ast.Node, v reflect.Value, path string) {
 	seq, ok := n.(*ast.SequenceNode)
 	if !ok {
-		d.fail(n, path, "expected a list, got %s", nodeKind(n))
+		d.fail(n, path, "expected a list, got %s", yamlstrict.Kind(n))
 		return
 	}
 	out := reflect.MakeSlice(v.Type(), len(seq.Values), len(seq.Values))
@@ -166,7 +150,7 @@ func (d *yamlDecoder) duration(n ast.Node, v reflect.Value, path string) {
 	}
 	s, ok := n.(*ast.StringNode)
 	if !ok {
-		d.fail(n, path, "expected a duration such as 30s or 5m, got %s", nodeKind(n))
+		d.fail(n, path, "expected a duration such as 30s or 5m, got %s", yamlstrict.Kind(n))
 		return
 	}
 	dur, err := parseDuration(s.Value)
@@ -180,7 +164,7 @@ func (d *yamlDecoder) duration(n ast.Node, v reflect.Value, path string) {
 func (d *yamlDecoder) integer(n ast.Node, v reflect.Value, path string) {
 	in, ok := n.(*ast.IntegerNode)
 	if !ok {
-		d.fail(n, path, "expected a whole number, got %s", nodeKind(n))
+		d.fail(n, path, "expected a whole number, got %s", yamlstrict.Kind(n))
 		return
 	}
 	var i int64
@@ -250,59 +234,6 @@ func fieldIndex(t reflect.Type, name string) int {
 		}
 	}
 	return -1
-}
-
-// unwrap looks through anchors (&name) and explicit tags (!!str) to the value.
-func unwrap(n ast.Node) ast.Node {
-	for {
-		switch x := n.(type) {
-		case *ast.AnchorNode:
-			n = x.Value
-		case *ast.TagNode:
-			n = x.Value
-		default:
-			return n
-		}
-	}
-}
-
-// scalarText is the text of a scalar that may stand for a string: a string, a block
-// literal, or a number written where a string was expected (a port, a numeric name).
-func scalarText(n ast.Node) (string, bool) {
-	switch x := n.(type) {
-	case *ast.StringNode:
-		return x.Value, true
-	case *ast.LiteralNode:
-		return x.Value.Value, true
-	case *ast.IntegerNode, *ast.FloatNode:
-		return x.GetToken().Value, true
-	}
-	return "", false
-}
-
-func nodeKind(n ast.Node) string {
-	switch n.(type) {
-	case *ast.MappingNode, *ast.MappingValueNode:
-		return "a mapping"
-	case *ast.SequenceNode:
-		return "a list"
-	case *ast.StringNode, *ast.LiteralNode:
-		return "a string"
-	case *ast.IntegerNode, *ast.FloatNode, *ast.InfinityNode, *ast.NanNode:
-		return "a number"
-	case *ast.BoolNode:
-		return "a boolean"
-	case *ast.NullNode:
-		return "nothing"
-	}
-	return fmt.Sprintf("a %s", n.Type())
-}
-
-func line(n ast.Node) int {
-	if n == nil || n.GetToken() == nil || n.GetToken().Position == nil {
-		return 0
-	}
-	return n.GetToken().Position.Line
 }
 
 func join(path, name string) string {

@@ -2,13 +2,12 @@ package skills
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"strings"
 
-	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/parser"
+
+	"github.com/gatewayforge/clawops/internal/yamlstrict"
 )
 
 // ParseError is a problem in one SKILL.md, tied to the file and the line.
@@ -88,46 +87,31 @@ func (p *fmParser) errAt(n ast.Node, format string, args ...any) *ParseError {
 	return &ParseError{Path: p.path, Line: line, Msg: fmt.Sprintf(format, args...)}
 }
 
-// parseYAML parses src, turning a panic of the parser on hostile input into an error.
-func parseYAML(src string) (f *ast.File, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("YAML parser failed: %v", r)
-		}
-	}()
-	return parser.ParseBytes([]byte(src), 0)
-}
-
 // mappingOf parses src and returns its single top-level mapping (nil for an empty
 // document).
 func (p *fmParser) mappingOf(src string) (*ast.MappingNode, error) {
-	f, err := parseYAML(src)
+	f, err := yamlstrict.Parse([]byte(src))
 	if err != nil {
-		var ye yaml.Error
-		if errors.As(err, &ye) && ye.GetToken() != nil && ye.GetToken().Position != nil {
-			line := p.fixedLine
-			if line == 0 {
-				line = p.offset + ye.GetToken().Position.Line
+		if line, msg, ok := yamlstrict.SyntaxError(err); ok {
+			if p.fixedLine != 0 {
+				line = p.fixedLine
+			} else {
+				line += p.offset
 			}
-			return nil, &ParseError{Path: p.path, Line: line, Msg: "invalid YAML: " + ye.GetMessage()}
+			return nil, &ParseError{Path: p.path, Line: line, Msg: "invalid YAML: " + msg}
 		}
 		return nil, &ParseError{Path: p.path, Line: max(p.fixedLine, p.offset+1), Msg: "invalid YAML: " + err.Error()}
 	}
-	var bodies []ast.Node
-	for _, d := range f.Docs {
-		if d.Body != nil {
-			bodies = append(bodies, d.Body)
-		}
-	}
+	bodies := yamlstrict.Documents(f)
 	if len(bodies) == 0 {
 		return nil, nil
 	}
 	if len(bodies) > 1 {
 		return nil, p.errAt(bodies[1], "more than one YAML document")
 	}
-	m, ok := unwrap(bodies[0]).(*ast.MappingNode)
+	m, ok := yamlstrict.Unwrap(bodies[0]).(*ast.MappingNode)
 	if !ok {
-		return nil, p.errAt(bodies[0], "expected key: value lines, got %s", kind(bodies[0]))
+		return nil, p.errAt(bodies[0], "expected key: value lines, got %s", yamlstrict.Kind(bodies[0]))
 	}
 	return m, nil
 }
@@ -143,23 +127,23 @@ func (p *fmParser) parse(src string) (frontmatter, error) {
 		return fm, &ParseError{Path: p.path, Line: p.offset, Msg: "the frontmatter is empty: add name: and description:"}
 	}
 	for _, mv := range m.Values {
-		key, ok := scalar(unwrap(mv.Key))
+		key, ok := yamlstrict.Scalar(yamlstrict.Unwrap(mv.Key))
 		if !ok {
-			return fm, p.errAt(mv.Key, "keys must be plain words, got %s", kind(mv.Key))
+			return fm, p.errAt(mv.Key, "keys must be plain words, got %s", yamlstrict.Kind(mv.Key))
 		}
 		if _, isAlias := mv.Value.(*ast.AliasNode); isAlias {
 			return fm, p.errAt(mv.Value, "%s: YAML aliases are not supported", key)
 		}
-		v := unwrap(mv.Value)
+		v := yamlstrict.Unwrap(mv.Value)
 		switch key {
 		case "name":
-			if fm.name, ok = scalar(v); !ok {
-				return fm, p.errAt(v, "name: expected a string, got %s", kind(v))
+			if fm.name, ok = yamlstrict.Scalar(v); !ok {
+				return fm, p.errAt(v, "name: expected a string, got %s", yamlstrict.Kind(v))
 			}
 			fm.nameLine = p.offset + nodeLine(mv.Key)
 		case "description":
-			if fm.description, ok = scalar(v); !ok {
-				return fm, p.errAt(v, "description: expected a string, got %s", kind(v))
+			if fm.description, ok = yamlstrict.Scalar(v); !ok {
+				return fm, p.errAt(v, "description: expected a string, got %s", yamlstrict.Kind(v))
 			}
 			fm.descLine = p.offset + nodeLine(mv.Key)
 		case "user-invocable":
@@ -200,19 +184,19 @@ func (p *fmParser) metadata(v ast.Node) (openclawMeta, error) {
 	}
 	m, ok := v.(*ast.MappingNode)
 	if !ok {
-		return openclawMeta{}, p.errAt(v, "metadata: expected a mapping or a JSON object, got %s", kind(v))
+		return openclawMeta{}, p.errAt(v, "metadata: expected a mapping or a JSON object, got %s", yamlstrict.Kind(v))
 	}
 	var meta openclawMeta
 	for _, mv := range m.Values {
-		key, _ := scalar(unwrap(mv.Key))
+		key, _ := yamlstrict.Scalar(yamlstrict.Unwrap(mv.Key))
 		switch key {
 		case "openclaw", "clawdbot", "clawdis":
 		default:
 			continue // metadata for other tools
 		}
-		oc, ok := unwrap(mv.Value).(*ast.MappingNode)
+		oc, ok := yamlstrict.Unwrap(mv.Value).(*ast.MappingNode)
 		if !ok {
-			return meta, p.errAt(mv.Value, "metadata.%s: expected a mapping, got %s", key, kind(unwrap(mv.Value)))
+			return meta, p.errAt(mv.Value, "metadata.%s: expected a mapping, got %s", key, yamlstrict.Kind(yamlstrict.Unwrap(mv.Value)))
 		}
 		if err := p.openclaw(oc, "metadata."+key, &meta); err != nil {
 			return meta, err
@@ -224,15 +208,15 @@ func (p *fmParser) metadata(v ast.Node) (openclawMeta, error) {
 func (p *fmParser) openclaw(m *ast.MappingNode, path string, meta *openclawMeta) error {
 	var err error
 	for _, mv := range m.Values {
-		key, _ := scalar(unwrap(mv.Key))
-		v := unwrap(mv.Value)
+		key, _ := yamlstrict.Scalar(yamlstrict.Unwrap(mv.Key))
+		v := yamlstrict.Unwrap(mv.Value)
 		switch key {
 		case "always":
 			meta.always, err = p.boolean(v, path+".always")
 		case "emoji":
 			var ok bool
-			if meta.emoji, ok = scalar(v); !ok {
-				err = p.errAt(v, "%s.emoji: expected a string, got %s", path, kind(v))
+			if meta.emoji, ok = yamlstrict.Scalar(v); !ok {
+				err = p.errAt(v, "%s.emoji: expected a string, got %s", path, yamlstrict.Kind(v))
 			}
 		case "os":
 			meta.os, err = p.strings(v, path+".os")
@@ -242,17 +226,17 @@ func (p *fmParser) openclaw(m *ast.MappingNode, path string, meta *openclawMeta)
 				if _, null := v.(*ast.NullNode); null {
 					continue
 				}
-				return p.errAt(v, "%s.requires: expected a mapping, got %s", path, kind(v))
+				return p.errAt(v, "%s.requires: expected a mapping, got %s", path, yamlstrict.Kind(v))
 			}
 			for _, rv := range req.Values {
-				rk, _ := scalar(unwrap(rv.Key))
+				rk, _ := yamlstrict.Scalar(yamlstrict.Unwrap(rv.Key))
 				switch rk {
 				case "env":
-					meta.env, err = p.strings(unwrap(rv.Value), path+".requires.env")
+					meta.env, err = p.strings(yamlstrict.Unwrap(rv.Value), path+".requires.env")
 				case "bins":
-					meta.bins, err = p.strings(unwrap(rv.Value), path+".requires.bins")
+					meta.bins, err = p.strings(yamlstrict.Unwrap(rv.Value), path+".requires.bins")
 				case "anyBins":
-					meta.anyBins, err = p.strings(unwrap(rv.Value), path+".requires.anyBins")
+					meta.anyBins, err = p.strings(yamlstrict.Unwrap(rv.Value), path+".requires.anyBins")
 				}
 				if err != nil {
 					return err
@@ -269,7 +253,7 @@ func (p *fmParser) openclaw(m *ast.MappingNode, path string, meta *openclawMeta)
 func (p *fmParser) boolean(v ast.Node, key string) (bool, error) {
 	b, ok := v.(*ast.BoolNode)
 	if !ok {
-		return false, p.errAt(v, "%s: expected true or false, got %s", key, kind(v))
+		return false, p.errAt(v, "%s: expected true or false, got %s", key, yamlstrict.Kind(v))
 	}
 	return b.Value, nil
 }
@@ -279,18 +263,18 @@ func (p *fmParser) strings(v ast.Node, key string) ([]string, error) {
 	if _, ok := v.(*ast.NullNode); ok {
 		return nil, nil
 	}
-	if s, ok := scalar(v); ok && s != "" {
+	if s, ok := yamlstrict.Scalar(v); ok && s != "" {
 		return []string{s}, nil
 	}
 	seq, ok := v.(*ast.SequenceNode)
 	if !ok {
-		return nil, p.errAt(v, "%s: expected a list of strings, got %s", key, kind(v))
+		return nil, p.errAt(v, "%s: expected a list of strings, got %s", key, yamlstrict.Kind(v))
 	}
 	var out []string
 	for _, item := range seq.Values {
-		s, ok := scalar(unwrap(item))
+		s, ok := yamlstrict.Scalar(yamlstrict.Unwrap(item))
 		if !ok {
-			return nil, p.errAt(item, "%s: expected a list of strings, got %s in it", key, kind(unwrap(item)))
+			return nil, p.errAt(item, "%s: expected a list of strings, got %s in it", key, yamlstrict.Kind(yamlstrict.Unwrap(item)))
 		}
 		if strings.TrimSpace(s) == "" {
 			return nil, p.errAt(item, "%s: an item is empty; remove it or name what is required", key)
@@ -300,56 +284,5 @@ func (p *fmParser) strings(v ast.Node, key string) ([]string, error) {
 	return out, nil
 }
 
-func unwrap(n ast.Node) ast.Node {
-	for {
-		switch x := n.(type) {
-		case *ast.AnchorNode:
-			n = x.Value
-		case *ast.TagNode:
-			n = x.Value
-		default:
-			return n
-		}
-	}
-}
-
-// scalar is the text of a string-like scalar; numbers count, as YAML writers often leave
-// a version or a numeric name unquoted.
-func scalar(n ast.Node) (string, bool) {
-	switch x := n.(type) {
-	case *ast.StringNode:
-		return x.Value, true
-	case *ast.LiteralNode:
-		return x.Value.Value, true
-	case *ast.IntegerNode, *ast.FloatNode:
-		return x.GetToken().Value, true
-	}
-	return "", false
-}
-
-func kind(n ast.Node) string {
-	switch n.(type) {
-	case *ast.MappingNode, *ast.MappingValueNode:
-		return "a mapping"
-	case *ast.SequenceNode:
-		return "a list"
-	case *ast.StringNode, *ast.LiteralNode:
-		return "a string"
-	case *ast.IntegerNode, *ast.FloatNode, *ast.InfinityNode, *ast.NanNode:
-		return "a number"
-	case *ast.BoolNode:
-		return "a boolean"
-	case *ast.NullNode:
-		return "nothing"
-	case *ast.AliasNode:
-		return "an alias"
-	}
-	return "a " + n.Type().String()
-}
-
-func nodeLine(n ast.Node) int {
-	if n == nil || n.GetToken() == nil || n.GetToken().Position == nil {
-		return 1
-	}
-	return n.GetToken().Position.Line
-}
+// nodeLine is the line n starts on within the parsed text, 1 when unknown.
+func nodeLine(n ast.Node) int { return max(yamlstrict.Line(n), 1) }

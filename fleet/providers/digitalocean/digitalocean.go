@@ -22,7 +22,6 @@ package digitalocean
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -38,6 +37,7 @@ import (
 	"github.com/gatewayforge/clawops"
 	"github.com/gatewayforge/clawops/fleet"
 	"github.com/gatewayforge/clawops/fleet/cloudinit"
+	"github.com/gatewayforge/clawops/fleet/providers/providerkit"
 )
 
 // Name is the provider key of this driver.
@@ -51,11 +51,28 @@ const Tag = "clawops"
 
 // Labels every ClawOps server carries.
 const (
-	LabelInstance = "clawops.instance"
-	LabelAccount  = "clawops.account"
+	LabelInstance = providerkit.LabelInstance
+	LabelAccount  = providerkit.LabelAccount
 )
 
-const maxUserData = 64 << 10
+// cloud is what this driver tells providerkit about DigitalOcean.
+var cloud = providerkit.Cloud{
+	Name:            "DigitalOcean",
+	DefaultEndpoint: DefaultEndpoint,
+	Server:          "droplet",
+	TokenNoun:       "API token",
+	NoToken:         "no API token: create a personal access token with write scope (API → Tokens)",
+	Auth:            "DigitalOcean rejected the API token; check that it exists and has write scope",
+	Quota:           "DigitalOcean account limit reached; ask DigitalOcean to raise the droplet limit or delete unused droplets",
+	Refused:         "check region, size and image",
+	Reconcile:       "tag " + Tag,
+	NameRe:          regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,253}[a-zA-Z0-9])?$`),
+	NameRule:        "use letters, digits, '.' and '-'",
+	RegionHint:      "name a DigitalOcean region slug such as fra1 or ams3",
+	SizeHint:        "name a DigitalOcean size slug such as s-1vcpu-2gb",
+	ImageHint:       "e.g. debian-12-x64",
+	MaxUserData:     64 << 10,
+}
 
 // Options configure the driver.
 type Options struct {
@@ -93,25 +110,16 @@ var _ fleet.Provider = (*Provider)(nil)
 // New checks opts and returns a driver. It makes no API call.
 func New(opts Options) (*Provider, error) {
 	const op = "digitalocean.New"
-	if opts.Token == "" {
-		return nil, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderAuth, "no API token: create a personal access token with write scope (API → Tokens)")
-	}
-	if !validHeaderValue(opts.Token) {
-		return nil, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderAuth, "the API token contains characters that cannot be sent in a header; copy it again")
-	}
 	if opts.Endpoint == "" {
 		opts.Endpoint = DefaultEndpoint
 	}
 	if !strings.HasSuffix(opts.Endpoint, "/") {
 		opts.Endpoint += "/" // godo resolves relative paths against it
 	}
-	if err := checkEndpoint(opts.Endpoint); err != nil {
-		return nil, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderInvalid, err)
+	if err := cloud.CheckOptions(op, opts.Token, opts.Endpoint, opts.CloudInit); err != nil {
+		return nil, err
 	}
-	if err := opts.CloudInit.Validate(); err != nil {
-		return nil, clawops.E(op, err)
-	}
-	p := &Provider{opts: opts, poll: opts.PollInterval, log: opts.Logger}
+	p := &Provider{opts: opts, poll: opts.PollInterval, log: providerkit.Logger(opts.Logger, Name)}
 	for _, k := range opts.SSHKeys {
 		key, err := sshKey(k)
 		if err != nil {
@@ -122,39 +130,13 @@ func New(opts Options) (*Provider, error) {
 	if p.poll <= 0 {
 		p.poll = 2 * time.Second
 	}
-	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
-	}
-	p.log = p.log.With("provider", Name)
-	var hc http.Client
-	if opts.HTTPClient != nil {
-		hc = *opts.HTTPClient
-	} else {
-		hc.Timeout = 60 * time.Second
-	}
-	base := hc.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	hc.Transport = &bearer{token: opts.Token, base: base}
-	client, err := godo.New(&hc, godo.SetBaseURL(opts.Endpoint), godo.SetUserAgent("clawops"))
+	hc := providerkit.BearerClient(opts.HTTPClient, opts.Token, nil)
+	client, err := godo.New(hc, godo.SetBaseURL(opts.Endpoint), godo.SetUserAgent("clawops"))
 	if err != nil {
 		return nil, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderInvalid, err)
 	}
 	p.client = client
 	return p, nil
-}
-
-// bearer adds the API token to each request, on a clone, as godo expects of its client.
-type bearer struct {
-	token string
-	base  http.RoundTripper
-}
-
-func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r2 := r.Clone(r.Context())
-	r2.Header.Set("Authorization", "Bearer "+b.token)
-	return b.base.RoundTrip(r2)
 }
 
 // Name returns "digitalocean".
@@ -168,12 +150,9 @@ func (p *Provider) Create(ctx context.Context, spec fleet.ServerSpec) (fleet.Ser
 	if err != nil {
 		return fleet.Server{}, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderInvalid, err)
 	}
-	image := spec.Image
-	if image == "" {
-		image = p.opts.Image
-	}
-	if image == "" {
-		return fleet.Server{}, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderInvalid, "no image: set the driver's Image (e.g. debian-12-x64) or the spec's")
+	image, err := cloud.Image(op, spec.Image, p.opts.Image)
+	if err != nil {
+		return fleet.Server{}, err
 	}
 	sshKeys := slices.Clone(p.sshKeys)
 	for _, k := range spec.SSHKeys {
@@ -185,14 +164,9 @@ func (p *Provider) Create(ctx context.Context, spec fleet.ServerSpec) (fleet.Ser
 			sshKeys = append(sshKeys, key)
 		}
 	}
-	ciOpts := p.opts.CloudInit
-	ciOpts.Hostname = spec.Name
-	userData, err := cloudinit.Render(spec.Bootstrap, ciOpts)
+	userData, err := cloud.UserData(op, spec, p.opts.CloudInit)
 	if err != nil {
-		return fleet.Server{}, clawops.E(op, err)
-	}
-	if len(userData) > maxUserData {
-		return fleet.Server{}, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderInvalid, fmt.Errorf("user data is %d bytes; DigitalOcean accepts at most %d", len(userData), maxUserData))
+		return fleet.Server{}, err
 	}
 	req := &godo.DropletCreateRequest{
 		Name:     spec.Name,
@@ -210,8 +184,7 @@ func (p *Provider) Create(ctx context.Context, spec fleet.ServerSpec) (fleet.Ser
 		return fleet.Server{}, mapError(op, resp, err, true)
 	}
 	if d == nil {
-		return fleet.Server{}, clawops.E(op, clawops.KindTransient, fleet.ReasonProviderUnavailable,
-			fmt.Errorf("%w: DigitalOcean accepted the request but returned no droplet; reconcile with List before retrying", fleet.ErrMaybeCreated))
+		return fleet.Server{}, cloud.NoServer(op)
 	}
 	s := toServer(d)
 	p.log.InfoContext(ctx, "droplet created", "id", s.ProviderID, "name", s.Name, "instance", spec.Bootstrap.Instance, "size", spec.Size, "region", spec.Region)
@@ -249,7 +222,7 @@ func (p *Provider) Delete(ctx context.Context, providerID string) error {
 	}
 	resp, err := p.client.Droplets.Delete(ctx, id)
 	if err != nil {
-		if statusOf(resp, err) == http.StatusNotFound {
+		if providerkit.Status(answerOf(resp, err)) == http.StatusNotFound {
 			p.log.InfoContext(ctx, "delete: droplet already gone", "id", id)
 			return nil
 		}
@@ -273,27 +246,22 @@ func (p *Provider) Resize(ctx context.Context, providerID string, size string) e
 	if d.SizeSlug == size {
 		return nil
 	}
-	wasOn := d.Status == "active"
-	if wasOn {
-		if err := p.stop(ctx, op, d.ID); err != nil {
-			return err
-		}
-	}
-	err = p.act(ctx, op, d.ID, func() (*godo.Action, *godo.Response, error) {
-		return p.client.DropletActions.Resize(ctx, d.ID, size, false)
+	err = cloud.ResizeStopped(ctx, op, size, providerkit.ResizeSteps{
+		WasOn: d.Status == "active",
+		Stop:  func(ctx context.Context) error { return p.stop(ctx, op, d.ID) },
+		Change: func(ctx context.Context) error {
+			return p.act(ctx, op, d.ID, func() (*godo.Action, *godo.Response, error) {
+				return p.client.DropletActions.Resize(ctx, d.ID, size, false)
+			})
+		},
+		Start: func(ctx context.Context) error {
+			return p.act(ctx, op, d.ID, func() (*godo.Action, *godo.Response, error) {
+				return p.client.DropletActions.PowerOn(ctx, d.ID)
+			})
+		},
 	})
 	if err != nil {
-		if wasOn {
-			if perr := p.powerOn(ctx, op, d.ID); perr != nil {
-				return clawops.E(op, fmt.Errorf("resize to %s failed and the droplet is still OFF (power it on by hand): %w; power on: %v", size, err, perr))
-			}
-		}
-		return clawops.E(op, fmt.Errorf("resize to %s (droplet powered back on): %w", size, err))
-	}
-	if wasOn {
-		if err := p.powerOn(ctx, op, d.ID); err != nil {
-			return clawops.E(op, fmt.Errorf("resized to %s but the droplet is still OFF: %w", size, err))
-		}
+		return err
 	}
 	p.log.InfoContext(ctx, "droplet resized", "id", d.ID, "from", d.SizeSlug, "to", size)
 	return nil
@@ -317,12 +285,6 @@ func (p *Provider) stop(ctx context.Context, op string, id int) error {
 	})
 }
 
-func (p *Provider) powerOn(ctx context.Context, op string, id int) error {
-	return p.act(ctx, op, id, func() (*godo.Action, *godo.Response, error) {
-		return p.client.DropletActions.PowerOn(ctx, id)
-	})
-}
-
 // act starts a droplet action and polls it until it completes or errors.
 func (p *Provider) act(ctx context.Context, op string, dropletID int, start func() (*godo.Action, *godo.Response, error)) error {
 	a, resp, err := start()
@@ -337,13 +299,9 @@ func (p *Provider) act(ctx context.Context, op string, dropletID int, start func
 			return clawops.E(op, clawops.KindOther, clawops.ReasonExecutionFailed,
 				fmt.Errorf("DigitalOcean action %s (%d) on droplet %d errored", a.Type, a.ID, dropletID))
 		}
-		t := time.NewTimer(p.poll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !providerkit.Pause(ctx, p.poll) {
 			return clawops.E(op, clawops.KindTransient, fleet.ReasonProviderUnavailable,
 				fmt.Errorf("stopped waiting for action %s (%d) on droplet %d: %w", a.Type, a.ID, dropletID, ctx.Err()))
-		case <-t.C:
 		}
 		a, resp, err = p.client.DropletActions.Get(ctx, dropletID, a.ID)
 		if err != nil {
@@ -437,34 +395,15 @@ func tagsToLabels(tags []string) map[string]string {
 }
 
 var (
-	dropletNameRe = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,253}[a-zA-Z0-9])?$`)
 	labelKeyRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 	labelValueRe  = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 	fingerprintRe = regexp.MustCompile(`^([0-9a-f]{2}:){15}[0-9a-f]{2}$`)
 )
 
 func checkSpec(spec fleet.ServerSpec) ([]string, error) {
-	if !dropletNameRe.MatchString(spec.Name) {
-		return nil, fmt.Errorf("droplet name %q: use letters, digits, '.' and '-'", spec.Name)
-	}
-	if spec.Region == "" {
-		return nil, errors.New("no region: name a DigitalOcean region slug such as fra1 or ams3")
-	}
-	if spec.Size == "" {
-		return nil, errors.New("no size: name a DigitalOcean size slug such as s-1vcpu-2gb")
-	}
-	labels := maps.Clone(spec.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	if labels[LabelInstance] == "" {
-		labels[LabelInstance] = string(spec.Bootstrap.Instance)
-	}
-	if labels[LabelInstance] != string(spec.Bootstrap.Instance) {
-		return nil, fmt.Errorf("label %s=%q differs from the bootstrap instance %q", LabelInstance, labels[LabelInstance], spec.Bootstrap.Instance)
-	}
-	if labels[LabelAccount] == "" {
-		return nil, fmt.Errorf("label %s is missing: every ClawOps server names its account", LabelAccount)
+	labels, err := cloud.CheckSpec(spec)
+	if err != nil {
+		return nil, err
 	}
 	return labelsToTags(labels)
 }

@@ -1,33 +1,27 @@
 package digitalocean
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/gatewayforge/clawops/fleet/providers/providertest"
 )
 
 // fakeAPI speaks the part of the DigitalOcean API v2 (https://docs.digitalocean.com/reference/api/)
 // the driver uses, with the real paths, methods and JSON shapes, so the real godo client can
 // be pointed at it.
 type fakeAPI struct {
-	t     *testing.T
-	token string
-	url   string
+	*providertest.Fake
 
 	mu       sync.Mutex
 	droplets map[int]*fakeDroplet
 	actions  map[int]*fakeAction
 	nextID   int
-	requests []string
-	bodies   map[string][]byte
-	fail     map[string]fakeFail
 	// failShutdown makes shutdown actions error, as when the OS ignores the request.
 	failShutdown bool
 	// maxPerPage caps per_page as the real API does (at 200); tests lower it to page.
@@ -53,21 +47,11 @@ type fakeAction struct {
 	errored bool
 }
 
-type fakeFail struct {
-	status int
-	header map[string]string
-	body   string
-}
-
-func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
+func newFakeAPI(t *testing.T) *fakeAPI {
 	f := &fakeAPI{
-		t:        t,
-		token:    "dop_v1_testtoken0123456789",
 		droplets: map[int]*fakeDroplet{},
 		actions:  map[int]*fakeAction{},
 		nextID:   3164444,
-		bodies:   map[string][]byte{},
-		fail:     map[string]fakeFail{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v2/droplets", f.createDroplet)
@@ -76,36 +60,15 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	mux.HandleFunc("DELETE /v2/droplets/{id}", f.deleteDroplet)
 	mux.HandleFunc("POST /v2/droplets/{id}/actions", f.dropletAction)
 	mux.HandleFunc("GET /v2/droplets/{id}/actions/{aid}", f.getAction)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key := r.Method + " " + r.URL.Path
-		body, _ := io.ReadAll(r.Body)
-		f.mu.Lock()
-		f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
-		f.bodies[key] = body
-		fail, failing := f.fail[key]
-		f.mu.Unlock()
-		w.Header().Set("RateLimit-Limit", "5000")
-		w.Header().Set("RateLimit-Remaining", "4999")
-		w.Header().Set("RateLimit-Reset", "1795000000")
-		if r.Header.Get("Authorization") != "Bearer "+f.token {
+	f.Fake = providertest.NewFake(t, providertest.FakeConfig{
+		Token:       "dop_v1_testtoken0123456789",
+		FailureType: jsonType,
+		Header:      map[string]string{"RateLimit-Limit": "5000", "RateLimit-Remaining": "4999", "RateLimit-Reset": "1795000000"},
+		Unauthorized: func(w http.ResponseWriter) {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "Unable to authenticate you")
-			return
-		}
-		if failing {
-			for k, v := range fail.header {
-				w.Header().Set(k, v)
-			}
-			w.Header().Set("Content-Type", "application/json; charset=utf-8")
-			w.WriteHeader(fail.status)
-			fmt.Fprint(w, fail.body)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		mux.ServeHTTP(w, r)
-	}))
-	f.url = srv.URL
-	t.Cleanup(srv.Close)
-	return f, srv
+		},
+	}, mux)
+	return f
 }
 
 func (f *fakeAPI) addDroplet(name, status, size string, tags []string) *fakeDroplet {
@@ -115,24 +78,6 @@ func (f *fakeAPI) addDroplet(name, status, size string, tags []string) *fakeDrop
 	d := &fakeDroplet{ID: f.nextID, Name: name, Status: status, Size: size, Region: "fra1", Image: "debian-12-x64", Tags: tags}
 	f.droplets[d.ID] = d
 	return d
-}
-
-func (f *fakeAPI) failWith(method, path string, status int, header map[string]string, body string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.fail[method+" "+path] = fakeFail{status: status, header: header, body: body}
-}
-
-func (f *fakeAPI) calls() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.requests)
-}
-
-func (f *fakeAPI) body(method, path string) []byte {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.bodies[method+" "+path]
 }
 
 func (f *fakeAPI) createDroplet(w http.ResponseWriter, r *http.Request) {
@@ -162,7 +107,7 @@ func (f *fakeAPI) createDroplet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, map[string]any{
 		"droplet": dj,
 		"links": map[string]any{"actions": []any{map[string]any{
-			"id": a.ID, "rel": "create", "href": fmt.Sprintf("%s/v2/actions/%d", f.url, a.ID),
+			"id": a.ID, "rel": "create", "href": fmt.Sprintf("%s/v2/actions/%d", f.Server.URL, a.ID),
 		}}},
 	})
 }
@@ -284,7 +229,7 @@ func (f *fakeAPI) listDroplets(w http.ResponseWriter, r *http.Request) {
 	}
 	last := max(1, (len(matched)+perPage-1)/perPage)
 	pageURL := func(n int) string {
-		return fmt.Sprintf("%s/v2/droplets?page=%d&per_page=%d&tag_name=%s", f.url, n, perPage, tag)
+		return fmt.Sprintf("%s/v2/droplets?page=%d&per_page=%d&tag_name=%s", f.Server.URL, n, perPage, tag)
 	}
 	pages := map[string]any{}
 	if page > 1 {
@@ -389,10 +334,11 @@ func regionJSON(slug string) map[string]any {
 	}
 }
 
+// jsonType is what DigitalOcean sends JSON as.
+const jsonType = "application/json; charset=utf-8"
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	providertest.WriteJSON(w, jsonType, status, v)
 }
 
 func writeError(w http.ResponseWriter, status int, id, message string) {

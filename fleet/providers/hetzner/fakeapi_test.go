@@ -1,33 +1,28 @@
 package hetzner
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/gatewayforge/clawops/fleet/providers/providertest"
 )
 
 // fakeAPI speaks the part of the Hetzner Cloud API (https://docs.hetzner.cloud) the driver
 // uses, with the real paths, methods and JSON shapes, so the real hcloud-go client can be
 // pointed at it.
 type fakeAPI struct {
-	t     *testing.T
-	token string
+	*providertest.Fake
 
-	mu       sync.Mutex
-	servers  map[int64]*fakeServer
-	actions  map[int64]*fakeAction
-	nextID   int64
-	requests []string            // "METHOD /path?query" in order
-	bodies   map[string][]byte   // last body per "METHOD /path"
-	fail     map[string]fakeFail // canned error per "METHOD /path"
+	mu      sync.Mutex
+	servers map[int64]*fakeServer
+	actions map[int64]*fakeAction
+	nextID  int64
 	// ignoreShutdown leaves a server running after a shutdown action, as an OS that does
 	// not react to ACPI would.
 	ignoreShutdown bool
@@ -54,21 +49,11 @@ type fakeAction struct {
 	errCode string
 }
 
-type fakeFail struct {
-	status int
-	header map[string]string
-	body   string
-}
-
-func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
+func newFakeAPI(t *testing.T) *fakeAPI {
 	f := &fakeAPI{
-		t:       t,
-		token:   "test-token-0123456789",
 		servers: map[int64]*fakeServer{},
 		actions: map[int64]*fakeAction{},
 		nextID:  4711,
-		bodies:  map[string][]byte{},
-		fail:    map[string]fakeFail{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/servers", f.createServer)
@@ -77,32 +62,15 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	mux.HandleFunc("DELETE /v1/servers/{id}", f.deleteServer)
 	mux.HandleFunc("POST /v1/servers/{id}/actions/{action}", f.serverAction)
 	mux.HandleFunc("GET /v1/actions", f.listActions)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key := r.Method + " " + r.URL.Path
-		body := readBody(r)
-		f.mu.Lock()
-		f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
-		f.bodies[key] = body
-		fail, failing := f.fail[key]
-		f.mu.Unlock()
-		if r.Header.Get("Authorization") != "Bearer "+f.token {
+	f.Fake = providertest.NewFake(t, providertest.FakeConfig{
+		Token:       "test-token-0123456789",
+		BasePath:    "/v1",
+		FailureType: "application/json",
+		Unauthorized: func(w http.ResponseWriter) {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "unable to authenticate")
-			return
-		}
-		if failing {
-			for k, v := range fail.header {
-				w.Header().Set(k, v)
-			}
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(fail.status)
-			fmt.Fprint(w, fail.body)
-			return
-		}
-		r.Body = readCloser(body)
-		mux.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return f, srv
+		},
+	}, mux)
+	return f
 }
 
 func (f *fakeAPI) addServer(name, status, typ string, labels map[string]string) *fakeServer {
@@ -112,24 +80,6 @@ func (f *fakeAPI) addServer(name, status, typ string, labels map[string]string) 
 	s := &fakeServer{ID: f.nextID, Name: name, Status: status, Type: typ, Location: "nbg1", Image: "debian-12", Labels: labels}
 	f.servers[s.ID] = s
 	return s
-}
-
-func (f *fakeAPI) failWith(method, path string, status int, header map[string]string, body string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.fail[method+" "+path] = fakeFail{status: status, header: header, body: body}
-}
-
-func (f *fakeAPI) calls() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.requests)
-}
-
-func (f *fakeAPI) body(method, path string) []byte {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.bodies[method+" "+path]
 }
 
 func (f *fakeAPI) createServer(w http.ResponseWriter, r *http.Request) {
@@ -405,18 +355,9 @@ func paginationMeta(page, perPage, total int) map[string]any {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	providertest.WriteJSON(w, "application/json", status, v)
 }
 
 func writeError(w http.ResponseWriter, status int, code, message string) {
 	writeJSON(w, status, map[string]any{"error": map[string]any{"code": code, "message": message, "details": map[string]any{}}})
 }
-
-func readBody(r *http.Request) []byte {
-	b, _ := io.ReadAll(r.Body)
-	return b
-}
-
-func readCloser(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }

@@ -34,6 +34,7 @@ import (
 	"github.com/gatewayforge/clawops"
 	"github.com/gatewayforge/clawops/fleet"
 	"github.com/gatewayforge/clawops/fleet/cloudinit"
+	"github.com/gatewayforge/clawops/fleet/providers/providerkit"
 )
 
 // Name is the provider key of this driver.
@@ -44,12 +45,28 @@ const DefaultEndpoint = "https://api.hetzner.cloud/v1"
 
 // Labels every ClawOps server carries.
 const (
-	LabelInstance = "clawops.instance"
-	LabelAccount  = "clawops.account"
+	LabelInstance = providerkit.LabelInstance
+	LabelAccount  = providerkit.LabelAccount
 )
 
-// maxUserData is Hetzner's limit on user_data.
-const maxUserData = 32 << 10
+// cloud is what this driver tells providerkit about Hetzner.
+var cloud = providerkit.Cloud{
+	Name:            "Hetzner",
+	DefaultEndpoint: DefaultEndpoint,
+	Server:          "server",
+	TokenNoun:       "API token",
+	NoToken:         "no API token: create one in the Hetzner Cloud console (Security → API tokens, Read & Write)",
+	Auth:            "the Hetzner API rejected the token; check that it exists and has Read & Write permission",
+	Quota:           "the Hetzner project limit is reached; ask Hetzner to raise it or delete unused servers",
+	Refused:         "check region, size and image",
+	Reconcile:       "label " + LabelInstance,
+	NameRe:          regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`),
+	NameRule:        "use lowercase letters, digits and '-', at most 63 characters",
+	RegionHint:      "name a Hetzner location such as nbg1, fsn1 or hel1",
+	SizeHint:        "name a Hetzner server type such as cx22",
+	ImageHint:       "e.g. debian-12",
+	MaxUserData:     32 << 10,
+}
 
 // Options configure the driver.
 type Options struct {
@@ -89,22 +106,13 @@ var _ fleet.Provider = (*Provider)(nil)
 // New checks opts and returns a driver. It makes no API call.
 func New(opts Options) (*Provider, error) {
 	const op = "hetzner.New"
-	if opts.Token == "" {
-		return nil, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderAuth, "no API token: create one in the Hetzner Cloud console (Security → API tokens, Read & Write)")
-	}
-	if !validHeaderValue(opts.Token) {
-		return nil, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderAuth, "the API token contains characters that cannot be sent in a header; copy it again")
-	}
 	if opts.Endpoint == "" {
 		opts.Endpoint = DefaultEndpoint
 	}
-	if err := checkEndpoint(opts.Endpoint); err != nil {
-		return nil, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderInvalid, err)
+	if err := cloud.CheckOptions(op, opts.Token, opts.Endpoint, opts.CloudInit); err != nil {
+		return nil, err
 	}
-	if err := opts.CloudInit.Validate(); err != nil {
-		return nil, clawops.E(op, err)
-	}
-	p := &Provider{opts: opts, poll: opts.PollInterval, shutdown: opts.ShutdownTimeout, log: opts.Logger}
+	p := &Provider{opts: opts, poll: opts.PollInterval, shutdown: opts.ShutdownTimeout, log: providerkit.Logger(opts.Logger, Name)}
 	for _, k := range opts.SSHKeys {
 		id, err := strconv.ParseInt(k, 10, 64)
 		if err != nil || id <= 0 {
@@ -118,13 +126,9 @@ func New(opts Options) (*Provider, error) {
 	if p.shutdown <= 0 {
 		p.shutdown = 2 * time.Minute
 	}
-	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
-	}
-	p.log = p.log.With("provider", Name)
 	httpClient := opts.HTTPClient
 	if httpClient == nil {
-		httpClient = &http.Client{Timeout: 60 * time.Second}
+		httpClient = &http.Client{Timeout: providerkit.DefaultTimeout}
 	}
 	p.client = hcloud.NewClient(
 		hcloud.WithToken(opts.Token),
@@ -149,21 +153,13 @@ func (p *Provider) Create(ctx context.Context, spec fleet.ServerSpec) (fleet.Ser
 	if err != nil {
 		return fleet.Server{}, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderInvalid, err)
 	}
-	image := spec.Image
-	if image == "" {
-		image = p.opts.Image
-	}
-	if image == "" {
-		return fleet.Server{}, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderInvalid, "no image: set the driver's Image (e.g. debian-12) or the spec's")
-	}
-	ciOpts := p.opts.CloudInit
-	ciOpts.Hostname = spec.Name
-	userData, err := cloudinit.Render(spec.Bootstrap, ciOpts)
+	image, err := cloud.Image(op, spec.Image, p.opts.Image)
 	if err != nil {
-		return fleet.Server{}, clawops.E(op, err)
+		return fleet.Server{}, err
 	}
-	if len(userData) > maxUserData {
-		return fleet.Server{}, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderInvalid, fmt.Errorf("user data is %d bytes; Hetzner accepts at most %d", len(userData), maxUserData))
+	userData, err := cloud.UserData(op, spec, p.opts.CloudInit)
+	if err != nil {
+		return fleet.Server{}, err
 	}
 	sshKeys := p.sshKeys
 	for _, k := range spec.SSHKeys {
@@ -191,8 +187,7 @@ func (p *Provider) Create(ctx context.Context, spec fleet.ServerSpec) (fleet.Ser
 		return fleet.Server{}, mapError(op, resp, err, true)
 	}
 	if res.Server == nil {
-		return fleet.Server{}, clawops.E(op, clawops.KindTransient, fleet.ReasonProviderUnavailable,
-			fmt.Errorf("%w: Hetzner accepted the request but returned no server; reconcile with List before retrying", fleet.ErrMaybeCreated))
+		return fleet.Server{}, cloud.NoServer(op)
 	}
 	s := toServer(res.Server)
 	p.log.InfoContext(ctx, "server created", "id", s.ProviderID, "name", s.Name, "instance", spec.Bootstrap.Instance, "size", spec.Size, "region", spec.Region)
@@ -233,7 +228,7 @@ func (p *Provider) Delete(ctx context.Context, providerID string) error {
 	}
 	_, resp, err := p.client.Server.DeleteWithResult(ctx, &hcloud.Server{ID: id})
 	if err != nil {
-		if hcloud.IsError(err, hcloud.ErrorCodeNotFound) || statusOf(resp, err) == http.StatusNotFound {
+		if hcloud.IsError(err, hcloud.ErrorCodeNotFound) || providerkit.Status(answerOf(resp, err)) == http.StatusNotFound {
 			p.log.InfoContext(ctx, "delete: server already gone", "id", id)
 			return nil
 		}
@@ -257,34 +252,29 @@ func (p *Provider) Resize(ctx context.Context, providerID string, size string) e
 	if srv.ServerType != nil && srv.ServerType.Name == size {
 		return nil
 	}
-	wasOn := srv.Status != hcloud.ServerStatusOff
-	if wasOn {
-		if err := p.stop(ctx, op, srv); err != nil {
-			return err
-		}
-	}
-	action, resp, err := p.client.Server.ChangeType(ctx, srv, hcloud.ServerChangeTypeOpts{
-		ServerType:  &hcloud.ServerType{Name: size},
-		UpgradeDisk: false,
-	})
-	if err == nil {
-		err = p.wait(ctx, op, action)
-	} else {
-		err = mapError(op, resp, err, false)
-	}
-	if err != nil {
-		if wasOn {
-			// Leave the server as we found it: running, on its old type.
-			if perr := p.powerOn(ctx, op, srv); perr != nil {
-				return clawops.E(op, fmt.Errorf("change type to %s failed and the server is still OFF (power it on by hand): %w; power on: %v", size, err, perr))
+	err = cloud.ResizeStopped(ctx, op, size, providerkit.ResizeSteps{
+		WasOn: srv.Status != hcloud.ServerStatusOff,
+		Stop:  func(ctx context.Context) error { return p.stop(ctx, op, srv) },
+		Change: func(ctx context.Context) error {
+			action, resp, err := p.client.Server.ChangeType(ctx, srv, hcloud.ServerChangeTypeOpts{
+				ServerType:  &hcloud.ServerType{Name: size},
+				UpgradeDisk: false,
+			})
+			if err != nil {
+				return mapError(op, resp, err, false)
 			}
-		}
-		return clawops.E(op, fmt.Errorf("change type to %s (server powered back on): %w", size, err))
-	}
-	if wasOn {
-		if err := p.powerOn(ctx, op, srv); err != nil {
-			return clawops.E(op, fmt.Errorf("type changed to %s but the server is still OFF: %w", size, err))
-		}
+			return p.wait(ctx, op, action)
+		},
+		Start: func(ctx context.Context) error {
+			action, resp, err := p.client.Server.Poweron(ctx, srv)
+			if err != nil {
+				return mapError(op, resp, err, false)
+			}
+			return p.wait(ctx, op, action)
+		},
+	})
+	if err != nil {
+		return err
 	}
 	p.log.InfoContext(ctx, "server resized", "id", srv.ID, "from", typeName(srv), "to", size)
 	return nil
@@ -326,25 +316,13 @@ func (p *Provider) waitOff(ctx context.Context, op string, id int64) (bool, erro
 		case srv.Status == hcloud.ServerStatusOff:
 			return true, nil
 		}
-		t := time.NewTimer(p.poll)
-		select {
-		case <-wctx.Done():
-			t.Stop()
+		if !providerkit.Pause(wctx, p.poll) {
 			if ctx.Err() != nil {
 				return false, clawops.E(op, clawops.KindTransient, fleet.ReasonProviderUnavailable, ctx.Err())
 			}
 			return false, nil
-		case <-t.C:
 		}
 	}
-}
-
-func (p *Provider) powerOn(ctx context.Context, op string, srv *hcloud.Server) error {
-	action, resp, err := p.client.Server.Poweron(ctx, srv)
-	if err != nil {
-		return mapError(op, resp, err, false)
-	}
-	return p.wait(ctx, op, action)
 }
 
 // wait polls an action until it succeeds or fails.
@@ -361,10 +339,6 @@ func (p *Provider) wait(ctx context.Context, op string, action *hcloud.Action) e
 		return clawops.E(op, clawops.KindOther, clawops.ReasonExecutionFailed,
 			fmt.Errorf("hetzner action %s (%d) failed: %s (%s)", action.Command, action.ID, aerr.Message, aerr.Code))
 	}
-	var apiErr hcloud.Error
-	if errors.As(err, &apiErr) {
-		return mapError(op, apiErr.Response(), err, false)
-	}
 	return mapError(op, nil, err, false)
 }
 
@@ -375,12 +349,7 @@ func (p *Provider) List(ctx context.Context) ([]fleet.Server, error) {
 		ListOpts: hcloud.ListOpts{LabelSelector: LabelInstance, PerPage: 50},
 	})
 	if err != nil {
-		var apiErr hcloud.Error
-		var resp *hcloud.Response
-		if errors.As(err, &apiErr) {
-			resp = apiErr.Response()
-		}
-		return nil, mapError(op, resp, err, false)
+		return nil, mapError(op, nil, err, false)
 	}
 	out := make([]fleet.Server, 0, len(servers))
 	for _, s := range servers {
@@ -429,39 +398,20 @@ func parseID(providerID string) (int64, error) {
 	return id, nil
 }
 
+// Hetzner label rules: keys are an optional DNS-subdomain prefix and '/', then a name of
+// at most 63 characters; values at most 63 characters. Both start and end alphanumeric.
 var (
-	serverNameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	// Hetzner label rules: keys are an optional DNS-subdomain prefix and '/', then a name of
-	// at most 63 characters; values at most 63 characters. Both start and end alphanumeric.
 	labelNameRe   = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$`)
 	labelPrefixRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
 	labelValueRe  = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$`)
 )
 
 // checkSpec validates what Hetzner would refuse, before any call, and returns the labels
-// to set (the spec's, with clawops.instance filled from the bootstrap when missing).
+// to set.
 func checkSpec(spec fleet.ServerSpec) (map[string]string, error) {
-	if !serverNameRe.MatchString(spec.Name) {
-		return nil, fmt.Errorf("server name %q: use lowercase letters, digits and '-', at most 63 characters", spec.Name)
-	}
-	if spec.Region == "" {
-		return nil, errors.New("no region: name a Hetzner location such as nbg1, fsn1 or hel1")
-	}
-	if spec.Size == "" {
-		return nil, errors.New("no size: name a Hetzner server type such as cx22")
-	}
-	labels := maps.Clone(spec.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	if labels[LabelInstance] == "" {
-		labels[LabelInstance] = string(spec.Bootstrap.Instance)
-	}
-	if labels[LabelInstance] != string(spec.Bootstrap.Instance) {
-		return nil, fmt.Errorf("label %s=%q differs from the bootstrap instance %q", LabelInstance, labels[LabelInstance], spec.Bootstrap.Instance)
-	}
-	if labels[LabelAccount] == "" {
-		return nil, fmt.Errorf("label %s is missing: every ClawOps server names its account", LabelAccount)
+	labels, err := cloud.CheckSpec(spec)
+	if err != nil {
+		return nil, err
 	}
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		if err := checkLabel(k, labels[k]); err != nil {

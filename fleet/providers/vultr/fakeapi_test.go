@@ -1,32 +1,27 @@
 package vultr
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/gatewayforge/clawops/fleet/providers/providertest"
 )
 
 // fakeAPI speaks the part of the Vultr API v2 (https://www.vultr.com/api/) the driver uses,
 // with the real paths, methods and JSON shapes, so the real govultr client can be pointed
 // at it.
 type fakeAPI struct {
-	t     *testing.T
-	token string
+	*providertest.Fake
 
 	mu        sync.Mutex
 	instances map[string]*fakeInstance
 	order     []string // creation order, for stable pages
 	nextID    int
-	requests  []string
-	bodies    map[string][]byte
-	fail      map[string]fakeFail
 	// maxPerPage caps per_page as the real API does (at 500); tests lower it to page.
 	maxPerPage int
 }
@@ -43,55 +38,23 @@ type fakeInstance struct {
 	Tags   []string
 }
 
-type fakeFail struct {
-	status int
-	header map[string]string
-	body   string
-}
-
 // planOrder ranks plans so the fake can refuse a downgrade as Vultr does.
 var planOrder = map[string]int{"vc2-1c-1gb": 1, "vc2-1c-2gb": 2, "vc2-2c-4gb": 3, "vc2-4c-8gb": 4}
 
-func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
-	f := &fakeAPI{
-		t:         t,
-		token:     "VULTRTESTKEY0123456789ABCDEFGHIJ",
-		instances: map[string]*fakeInstance{},
-		bodies:    map[string][]byte{},
-		fail:      map[string]fakeFail{},
-	}
+func newFakeAPI(t *testing.T) *fakeAPI {
+	f := &fakeAPI{instances: map[string]*fakeInstance{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v2/instances", f.createInstance)
 	mux.HandleFunc("GET /v2/instances", f.listInstances)
 	mux.HandleFunc("GET /v2/instances/{id}", f.getInstance)
 	mux.HandleFunc("PATCH /v2/instances/{id}", f.updateInstance)
 	mux.HandleFunc("DELETE /v2/instances/{id}", f.deleteInstance)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key := r.Method + " " + r.URL.Path
-		body, _ := io.ReadAll(r.Body)
-		f.mu.Lock()
-		f.requests = append(f.requests, r.Method+" "+r.URL.RequestURI())
-		f.bodies[key] = body
-		fail, failing := f.fail[key]
-		f.mu.Unlock()
-		if r.Header.Get("Authorization") != "Bearer "+f.token {
-			writeError(w, http.StatusUnauthorized, "Invalid API token.")
-			return
-		}
-		if failing {
-			for k, v := range fail.header {
-				w.Header().Set(k, v)
-			}
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(fail.status)
-			fmt.Fprint(w, fail.body)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		mux.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return f, srv
+	f.Fake = providertest.NewFake(t, providertest.FakeConfig{
+		Token:        "VULTRTESTKEY0123456789ABCDEFGHIJ",
+		FailureType:  "application/json",
+		Unauthorized: func(w http.ResponseWriter) { writeError(w, http.StatusUnauthorized, "Invalid API token.") },
+	}, mux)
+	return f
 }
 
 func (f *fakeAPI) add(label, status, power, plan string, tags []string) *fakeInstance {
@@ -110,24 +73,6 @@ func (f *fakeAPI) addLocked(label, status, power, plan, region string, osID int,
 	f.instances[id] = in
 	f.order = append(f.order, id)
 	return in
-}
-
-func (f *fakeAPI) failWith(method, path string, status int, header map[string]string, body string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.fail[method+" "+path] = fakeFail{status: status, header: header, body: body}
-}
-
-func (f *fakeAPI) calls() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.requests)
-}
-
-func (f *fakeAPI) body(method, path string) []byte {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.bodies[method+" "+path]
 }
 
 func (f *fakeAPI) createInstance(w http.ResponseWriter, r *http.Request) {
@@ -297,9 +242,7 @@ func (in *fakeInstance) json() map[string]any {
 
 // writeJSON uses exactly "application/json": govultr decodes nothing else.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	providertest.WriteJSON(w, "application/json", status, v)
 }
 
 func writeError(w http.ResponseWriter, status int, message string) {

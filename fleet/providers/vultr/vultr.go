@@ -38,6 +38,7 @@ import (
 	"github.com/gatewayforge/clawops"
 	"github.com/gatewayforge/clawops/fleet"
 	"github.com/gatewayforge/clawops/fleet/cloudinit"
+	"github.com/gatewayforge/clawops/fleet/providers/providerkit"
 )
 
 // Name is the provider key of this driver.
@@ -51,9 +52,27 @@ const Tag = "clawops"
 
 // Labels every ClawOps server carries.
 const (
-	LabelInstance = "clawops.instance"
-	LabelAccount  = "clawops.account"
+	LabelInstance = providerkit.LabelInstance
+	LabelAccount  = providerkit.LabelAccount
 )
+
+// cloud is what this driver tells providerkit about Vultr.
+var cloud = providerkit.Cloud{
+	Name:            "Vultr",
+	DefaultEndpoint: DefaultEndpoint,
+	Server:          "instance",
+	TokenNoun:       "API key",
+	NoToken:         "no API key: enable the API in the Vultr console (Account → API) and copy the key",
+	Auth:            "the Vultr API rejected the key; check that it is valid and that this host's IP is in the key's access control list",
+	Quota:           "the Vultr account limit is reached; ask Vultr support to raise it or delete unused instances",
+	Refused:         "check region, plan and image",
+	Reconcile:       "tag " + Tag,
+	NameRe:          regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`),
+	NameRule:        "use lowercase letters, digits and '-', at most 63 characters",
+	RegionHint:      "name a Vultr region such as fra, ams or ewr",
+	SizeHint:        "name a Vultr plan such as vc2-1c-2gb",
+	ImageHint:       "an os_id from GET /v2/os",
+}
 
 // Options configure the driver.
 type Options struct {
@@ -88,20 +107,11 @@ var _ fleet.Provider = (*Provider)(nil)
 // New checks opts and returns a driver. It makes no API call.
 func New(opts Options) (*Provider, error) {
 	const op = "vultr.New"
-	if opts.Token == "" {
-		return nil, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderAuth, "no API key: enable the API in the Vultr console (Account → API) and copy the key")
-	}
-	if !validHeaderValue(opts.Token) {
-		return nil, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderAuth, "the API key contains characters that cannot be sent in a header; copy it again")
-	}
 	if opts.Endpoint == "" {
 		opts.Endpoint = DefaultEndpoint
 	}
-	if err := checkEndpoint(opts.Endpoint); err != nil {
-		return nil, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderInvalid, err)
-	}
-	if err := opts.CloudInit.Validate(); err != nil {
-		return nil, clawops.E(op, err)
+	if err := cloud.CheckOptions(op, opts.Token, opts.Endpoint, opts.CloudInit); err != nil {
+		return nil, err
 	}
 	for _, k := range opts.SSHKeys {
 		if !uuidRe.MatchString(k) {
@@ -113,23 +123,8 @@ func New(opts Options) (*Provider, error) {
 			return nil, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderInvalid, err)
 		}
 	}
-	p := &Provider{opts: opts, log: opts.Logger}
-	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
-	}
-	p.log = p.log.With("provider", Name)
-	var hc http.Client
-	if opts.HTTPClient != nil {
-		hc = *opts.HTTPClient
-	} else {
-		hc.Timeout = 60 * time.Second
-	}
-	base := hc.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	hc.Transport = &transport{token: opts.Token, base: base}
-	p.client = govultr.NewClient(&hc)
+	p := &Provider{opts: opts, log: providerkit.Logger(opts.Logger, Name)}
+	p.client = govultr.NewClient(providerkit.BearerClient(opts.HTTPClient, opts.Token, recordAnswer))
 	if err := p.client.SetBaseURL(opts.Endpoint); err != nil {
 		return nil, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderInvalid, err)
 	}
@@ -151,12 +146,9 @@ func (p *Provider) Create(ctx context.Context, spec fleet.ServerSpec) (fleet.Ser
 	if err != nil {
 		return fleet.Server{}, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderInvalid, err)
 	}
-	image := spec.Image
-	if image == "" {
-		image = p.opts.Image
-	}
-	if image == "" {
-		return fleet.Server{}, clawops.E(op, clawops.KindInvalid, fleet.ReasonProviderInvalid, "no image: set the driver's Image (an os_id from GET /v2/os) or the spec's")
+	image, err := cloud.Image(op, spec.Image, p.opts.Image)
+	if err != nil {
+		return fleet.Server{}, err
 	}
 	ref, err := imageRef(image)
 	if err != nil {
@@ -171,11 +163,9 @@ func (p *Provider) Create(ctx context.Context, spec fleet.ServerSpec) (fleet.Ser
 			sshKeys = append(sshKeys, k)
 		}
 	}
-	ciOpts := p.opts.CloudInit
-	ciOpts.Hostname = spec.Name
-	userData, err := cloudinit.Render(spec.Bootstrap, ciOpts)
+	userData, err := cloud.UserData(op, spec, p.opts.CloudInit)
 	if err != nil {
-		return fleet.Server{}, clawops.E(op, err)
+		return fleet.Server{}, err
 	}
 	req := &govultr.InstanceCreateReq{
 		Region:     spec.Region,
@@ -193,12 +183,11 @@ func (p *Provider) Create(ctx context.Context, spec fleet.ServerSpec) (fleet.Ser
 	ctx, ex := withExchange(ctx)
 	inst, _, err := p.client.Instance.Create(ctx, req)
 	if err != nil {
-		p.log.WarnContext(ctx, "create failed", "name", spec.Name, "instance", spec.Bootstrap.Instance, "status", ex.statusCode())
+		p.log.WarnContext(ctx, "create failed", "name", spec.Name, "instance", spec.Bootstrap.Instance, "status", providerkit.Status(ex.get()))
 		return fleet.Server{}, mapError(op, ex, err, true)
 	}
 	if inst == nil {
-		return fleet.Server{}, clawops.E(op, clawops.KindTransient, fleet.ReasonProviderUnavailable,
-			fmt.Errorf("%w: Vultr accepted the request but returned no instance; reconcile with List before retrying", fleet.ErrMaybeCreated))
+		return fleet.Server{}, cloud.NoServer(op)
 	}
 	s := toServer(inst)
 	p.log.InfoContext(ctx, "instance created", "id", s.ProviderID, "name", s.Name, "instance", spec.Bootstrap.Instance, "plan", spec.Size, "region", spec.Region)
@@ -238,7 +227,7 @@ func (p *Provider) Delete(ctx context.Context, providerID string) error {
 	}
 	ctx, ex := withExchange(ctx)
 	if err := p.client.Instance.Delete(ctx, providerID); err != nil {
-		if ex.statusCode() == http.StatusNotFound {
+		if providerkit.Status(ex.get()) == http.StatusNotFound {
 			p.log.InfoContext(ctx, "delete: instance already gone", "id", providerID)
 			return nil
 		}
@@ -335,7 +324,6 @@ func tagsToLabels(tags []string) map[string]string {
 
 var (
 	uuidRe       = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-	nameRe       = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	labelKeyRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
 	labelValueRe = regexp.MustCompile(`^[A-Za-z0-9._-]{0,63}$`)
 	appIDRe      = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
@@ -343,27 +331,9 @@ var (
 
 // checkSpec validates what would make a bad instance, before any call, and returns the tags.
 func checkSpec(spec fleet.ServerSpec) ([]string, error) {
-	if !nameRe.MatchString(spec.Name) {
-		return nil, fmt.Errorf("instance name %q: use lowercase letters, digits and '-', at most 63 characters", spec.Name)
-	}
-	if spec.Region == "" {
-		return nil, errors.New("no region: name a Vultr region such as fra, ams or ewr")
-	}
-	if spec.Size == "" {
-		return nil, errors.New("no size: name a Vultr plan such as vc2-1c-2gb")
-	}
-	labels := maps.Clone(spec.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	if labels[LabelInstance] == "" {
-		labels[LabelInstance] = string(spec.Bootstrap.Instance)
-	}
-	if labels[LabelInstance] != string(spec.Bootstrap.Instance) {
-		return nil, fmt.Errorf("label %s=%q differs from the bootstrap instance %q", LabelInstance, labels[LabelInstance], spec.Bootstrap.Instance)
-	}
-	if labels[LabelAccount] == "" {
-		return nil, fmt.Errorf("label %s is missing: every ClawOps server names its account", LabelAccount)
+	labels, err := cloud.CheckSpec(spec)
+	if err != nil {
+		return nil, err
 	}
 	tags := []string{Tag}
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
