@@ -40,6 +40,7 @@ type Config struct {
 	Nodes     Nodes     `yaml:"nodes"`
 	Fleet     Fleet     `yaml:"fleet"`
 	Demo      Demo      `yaml:"demo"`
+	Channels  Channels  `yaml:"channels"`
 }
 
 // Log configures the gateway's structured logs.
@@ -115,6 +116,36 @@ type LocalProvider struct {
 	// ComposeDir is where compose projects are written when Runtime is docker. Load
 	// derives <data_dir>/compose when empty.
 	ComposeDir string `yaml:"compose_dir"`
+}
+
+// Channels configures the chat adapters besides the web console, and who may use them.
+type Channels struct {
+	// Adapters are built by the gateway's channel registry, in order.
+	Adapters []ChannelAdapter `yaml:"adapters" env:"-"`
+	// AllowFrom maps a platform sender to a ClawOps identity and role. Messages and button
+	// presses from anyone else are ignored and audited.
+	AllowFrom []AllowFrom `yaml:"allow_from" env:"-"`
+}
+
+// ChannelAdapter is one adapter to build.
+type ChannelAdapter struct {
+	// Type is the adapter's registered name: channels.telegram, channels.slack,
+	// channels.discord or channels.whatsapp.
+	Type string `yaml:"type"`
+	// Settings are the adapter's own settings (see docs/channels.md); the adapter decodes
+	// them strictly. Secrets inside are references ({env: NAME} or {file: PATH}), never values.
+	Settings Settings `yaml:"settings"`
+}
+
+// Settings is a YAML mapping kept as JSON for the component that owns its schema.
+type Settings []byte
+
+// AllowFrom is one allowed sender.
+type AllowFrom struct {
+	Channel  string `yaml:"channel"`  // the adapter's channel name, e.g. telegram
+	Sender   string `yaml:"sender"`   // platform user id, or an E.164 phone number for WhatsApp
+	Identity string `yaml:"identity"` // the ClawOps identity, e.g. omar
+	Role     string `yaml:"role"`     // admin, approver, operator or viewer
 }
 
 // Demo configures `clawops demo`.

@@ -75,6 +75,11 @@ func TestFullExample(t *testing.T) {
 		Fleet: Fleet{Local: LocalProvider{NodeBinary: "/usr/local/bin/gf-clawnode", Runtime: "docker",
 			ComposeDir: "/var/lib/clawops/compose"}},
 		Demo: Demo{Pairs: 3},
+		Channels: Channels{
+			Adapters: []ChannelAdapter{{Type: "channels.telegram",
+				Settings: Settings(`{"token":{"env":"CLAWOPS_TELEGRAM_TOKEN"}}`)}},
+			AllowFrom: []AllowFrom{{Channel: "telegram", Sender: "123456789", Identity: "omar", Role: "admin"}},
+		},
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Load(full.good.yaml) mismatch (-want +got):\n%s", diff)

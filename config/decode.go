@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 
 	"github.com/gatewayforge/clawops/internal/yamlstrict"
@@ -69,6 +71,8 @@ func (d *yamlDecoder) decode(n ast.Node, v reflect.Value, path string) {
 		return // an empty value keeps the default
 	}
 	switch {
+	case v.Type() == settingsType:
+		d.settings(n, v, path)
 	case v.Type() == durationType:
 		d.duration(n, v, path)
 	case v.Kind() == reflect.Struct:
@@ -159,6 +163,27 @@ func (d *yamlDecoder) duration(n ast.Node, v reflect.Value, path string) {
 		return
 	}
 	v.SetInt(int64(dur))
+}
+
+var settingsType = reflect.TypeFor[Settings]()
+
+// settings keeps a mapping as JSON for the component that owns its schema.
+func (d *yamlDecoder) settings(n ast.Node, v reflect.Value, path string) {
+	if _, ok := n.(*ast.MappingNode); !ok {
+		d.fail(n, path, "expected a mapping of settings, got %s", yamlstrict.Kind(n))
+		return
+	}
+	var m map[string]any
+	if err := yaml.NodeToValue(n, &m); err != nil {
+		d.fail(n, path, "settings: %v", err)
+		return
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		d.fail(n, path, "settings cannot be expressed as JSON (%v): use plain strings, numbers, booleans, lists and mappings", err)
+		return
+	}
+	v.SetBytes(raw)
 }
 
 func (d *yamlDecoder) integer(n ast.Node, v reflect.Value, path string) {

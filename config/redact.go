@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"time"
@@ -34,6 +35,15 @@ func redactValue(v reflect.Value, path string) any {
 	switch {
 	case v.Type() == durationType:
 		return fmtDuration(time.Duration(v.Int()))
+	case v.Type() == settingsType:
+		// Settings hold secret references, never secrets (the adapters refuse inline ones).
+		var m map[string]any
+		if v.Len() == 0 || json.Unmarshal(v.Bytes(), &m) != nil {
+			return nil
+		}
+		return m
+	case v.Kind() == reflect.Slice && v.Len() == 0:
+		return nil // an empty list reads back as "keep the default"
 	case v.Kind() == reflect.Struct:
 		var m yaml.MapSlice
 		for i := range v.NumField() {

@@ -203,3 +203,33 @@ func (d *Demo) validate(path string) []*Error {
 	}
 	return nil
 }
+
+func (c *Channels) validate(path string) []*Error {
+	var errs []*Error
+	for i, a := range c.Adapters {
+		p := fmt.Sprintf("%s.adapters[%d]", path, i)
+		if !strings.HasPrefix(a.Type, "channels.") || len(a.Type) == len("channels.") {
+			errs = append(errs, keyError(p+".type", "%q is not an adapter name: use channels.telegram, channels.slack, channels.discord or channels.whatsapp", a.Type))
+		}
+	}
+	type sender struct{ channel, sender string }
+	seen := map[sender]bool{}
+	for i, a := range c.AllowFrom {
+		p := fmt.Sprintf("%s.allow_from[%d]", path, i)
+		for _, f := range []struct{ key, val, example string }{
+			{"channel", a.Channel, "telegram"}, {"sender", a.Sender, "a user id, or +4915112345678 on WhatsApp"},
+			{"identity", a.Identity, "omar"},
+		} {
+			if strings.TrimSpace(f.val) == "" {
+				errs = append(errs, keyError(p+"."+f.key, "is empty: write e.g. %s", f.example))
+			}
+		}
+		errs = append(errs, oneOf(p+".role", a.Role, "admin", "approver", "operator", "viewer")...)
+		k := sender{a.Channel, a.Sender}
+		if seen[k] {
+			errs = append(errs, keyError(p+".sender", "%s on %s is listed twice: keep one entry", a.Sender, a.Channel))
+		}
+		seen[k] = true
+	}
+	return errs
+}

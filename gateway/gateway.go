@@ -55,8 +55,10 @@ type Options struct {
 	Listener net.Listener
 	// LocalEnv is added to the environment of every process the local provider starts.
 	LocalEnv []string
-	Clock    clawops.Clock
-	Logger   *slog.Logger
+	// LookupEnv resolves the secret references in channel settings; nil means os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+	Clock     clawops.Clock
+	Logger    *slog.Logger
 }
 
 // Gateway is a composed, not yet running gateway. Run serves it; Close releases what New
@@ -77,6 +79,8 @@ type Gateway struct {
 	gate      *governance.Gate
 	commander *agents.Commander
 	console   *web.Console
+	chans     []channels.Channel
+	approvals *approvalRelay
 	notifier  *channels.Notifier
 	handler   http.Handler
 }
@@ -177,17 +181,14 @@ func (g *Gateway) wire(opts Options, nodeURL string) error {
 	}
 
 	g.console = web.New(web.Options{Clock: g.clk, Logger: g.log.With("channel", web.Name)})
-	g.notifier = channels.NewNotifier(channels.NotifierOptions{
-		Channels: []channels.Channel{g.console},
-		Logger:   g.log.With("room", "notifier"),
-	})
+	g.approvals = &approvalRelay{}
 
 	g.gate, err = governance.NewGate(governance.GateOptions{
 		DB:          g.db,
 		Clock:       g.clk,
 		Logger:      g.log.With("room", "gate"),
 		ApprovalTTL: cfg.Approvals.TTL,
-		Notifier:    g.notifier,
+		Notifier:    g.approvals,
 		Admins:      admins(opts.Tokens),
 		Redactor:    g.redactor,
 	})
@@ -223,6 +224,9 @@ func (g *Gateway) wire(opts Options, nodeURL string) error {
 	mux := http.NewServeMux()
 	mux.Handle(NodePath, g.hub)
 	mux.Handle("/", apiHandler)
+	if err := g.wireChannels(mux, opts.LookupEnv); err != nil {
+		return fmt.Errorf("new gateway: %w", err)
+	}
 	g.handler = mux
 	return nil
 }
@@ -313,6 +317,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return srv.Shutdown(sctx)
 	})
 	eg.Go(func() error { return g.notifier.Run(ctx) })
+	for _, ch := range g.chans {
+		if r, ok := ch.(channels.Runner); ok {
+			// A chat platform that fails for good (a revoked token) must not take the node
+			// plane and the console down with it: it is logged, and doctor reports it.
+			eg.Go(func() error {
+				if err := r.Run(ctx); err != nil && ctx.Err() == nil {
+					g.log.Error("channel stopped", "channel", ch.Name(), "err", err)
+				}
+				return nil
+			})
+		}
+	}
 	eg.Go(func() error { return g.gate.RunExpiry(ctx, 15*time.Second) })
 	eg.Go(func() error { return g.sweepLoop(ctx) })
 	eg.Go(func() error {

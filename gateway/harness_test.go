@@ -118,6 +118,19 @@ type env struct {
 // the docker runtime, a fake docker first on PATH, and provisions pairs.
 func startGateway(t *testing.T, pairs int) *env {
 	t.Helper()
+	return startGatewayWith(t, gatewaySetup{pairs: pairs})
+}
+
+// gatewaySetup is what a test may add to the default end-to-end gateway.
+type gatewaySetup struct {
+	pairs     int
+	yaml      string                      // extra config file content
+	lookupEnv func(string) (string, bool) // secrets for channel settings
+}
+
+func startGatewayWith(t *testing.T, setup gatewaySetup) *env {
+	t.Helper()
+	pairs := setup.pairs
 	bin := binaries(t)
 	root := t.TempDir()
 	fakeBin := filepath.Join(root, "fakebin")
@@ -128,7 +141,14 @@ func startGateway(t *testing.T, pairs int) *env {
 		clock: &offsetClock{}, bin: bin}
 	fakeDocker(t, fakeBin, e.dockerLog)
 
-	cfg, err := config.Load("", []string{
+	cfgFile := ""
+	if setup.yaml != "" {
+		cfgFile = filepath.Join(root, "clawops.yaml")
+		if err := os.WriteFile(cfgFile, []byte(setup.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := config.Load(cfgFile, []string{
 		"CLAWOPS_DATA_DIR=" + e.dataDir,
 		"CLAWOPS_LISTEN=127.0.0.1:0",
 		"CLAWOPS_FLEET_LOCAL_NODE_BINARY=" + filepath.Join(bin, "gf-clawnode"),
@@ -149,10 +169,11 @@ func startGateway(t *testing.T, pairs int) *env {
 			{Identity: "alice-admin", Role: "admin", Secret: adminToken},
 			{Identity: "omar-operator", Role: "operator", Secret: operatorToken},
 		},
-		Listener: ln,
-		LocalEnv: []string{"PATH=" + fakeBin + string(os.PathListSeparator) + os.Getenv("PATH")},
-		Clock:    e.clock,
-		Logger:   slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Listener:  ln,
+		LocalEnv:  []string{"PATH=" + fakeBin + string(os.PathListSeparator) + os.Getenv("PATH")},
+		LookupEnv: setup.lookupEnv,
+		Clock:     e.clock,
+		Logger:    slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		cancel()

@@ -148,8 +148,15 @@ func (a *Adapter) Handler() http.Handler {
 	})
 }
 
+// errNoSigningSecret refuses HTTP requests when no signing secret is configured (Socket
+// Mode): an HMAC under an empty key is one anybody can compute.
+var errNoSigningSecret = errors.New("no signing secret configured: HTTP requests are not accepted (socket mode)")
+
 // verify checks Slack's v0 signature (HMAC-SHA256 with the signing secret) and timestamp.
 func (a *Adapter) verify(h http.Header, body []byte) error {
+	if a.opts.SigningSecret == "" {
+		return errNoSigningSecret
+	}
 	sv, err := slack.NewSecretsVerifier(h, a.opts.SigningSecret)
 	if err != nil {
 		return err

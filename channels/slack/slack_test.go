@@ -236,6 +236,36 @@ func sign(ts int64, body string) string {
 	return "v0=" + hex.EncodeToString(mac.Sum(nil))
 }
 
+// TestSocketModeRefusesHTTP shows that an adapter with no signing secret (Socket Mode)
+// refuses every HTTP request, including one "signed" with the empty key.
+func TestSocketModeRefusesHTTP(t *testing.T) {
+	r := start(t, chslack.ModeSocket)
+	id := r.fx.Request(t, "i-001", "large")
+	v := r.cardValue(t, id, "clawops_approve_once")
+	srv := httptest.NewServer(r.a.Handler())
+	t.Cleanup(srv.Close)
+	payload, _ := json.Marshal(press("U2002", approvals, "clawops_approve_once", v))
+	body := url.Values{"payload": {string(payload)}}.Encode()
+	now := time.Now().Unix()
+	mac := hmac.New(sha256.New, nil)
+	mac.Write([]byte("v0:" + strconv.FormatInt(now, 10) + ":" + body))
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Slack-Request-Timestamp", strconv.FormatInt(now, 10))
+	req.Header.Set("X-Slack-Signature", "v0="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("empty-key signature in socket mode: got %d, want 401", resp.StatusCode)
+	}
+	if got := r.fx.State(t, id); got != governance.ApprovalPending {
+		t.Fatalf("approval %s, want pending", got)
+	}
+}
+
 func TestHTTPModeSignatures(t *testing.T) {
 	r := start(t, chslack.ModeHTTP)
 	id := r.fx.Request(t, "i-001", "large")

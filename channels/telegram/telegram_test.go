@@ -370,7 +370,7 @@ func TestCheck(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "Unauthorized") || strings.Contains(err.Error(), "wrong-secret") {
 		t.Errorf("Check with a wrong token: got %v, want Unauthorized without the token", err)
 	}
-	bot.srv.Close()
+	bot.Close()
 	err = good.Check(context.Background())
 	if err == nil || strings.Contains(err.Error(), "TEST-token") {
 		t.Errorf("Check with the API down: got %v, want an error without the token", err)

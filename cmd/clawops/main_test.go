@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gatewayforge/clawops/channels/telegram/telegramtest"
 )
 
 func runCLI(t *testing.T, args ...string) (string, string, error) {
@@ -78,5 +80,36 @@ func TestNodeTokenAndAuditVerify(t *testing.T) {
 	}
 	if out, _, _ := runCLI(t, "version"); !strings.HasPrefix(out, "clawops ") {
 		t.Fatalf("version: %q", out)
+	}
+}
+
+func TestDoctor(t *testing.T) {
+	bot := telegramtest.NewServer(t, "123:good-token")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "clawops.yaml")
+	writeFile(t, cfg, `data_dir: `+filepath.Join(dir, "data")+`
+channels:
+  adapters:
+    - type: channels.telegram
+      settings:
+        token: {env: DOCTOR_TG_TOKEN}
+        api_endpoint: "`+bot.Endpoint()+`"
+  allow_from:
+    - {channel: telegram, sender: "1", identity: omar, role: admin}
+`)
+	t.Setenv("DOCTOR_TG_TOKEN", "123:good-token")
+	out, _, err := runCLI(t, "doctor", "--config", cfg)
+	if err != nil || !strings.Contains(out, "telegram can connect") {
+		t.Fatalf("doctor with a good token: %v\n%s", err, out)
+	}
+	t.Setenv("DOCTOR_TG_TOKEN", "123:revoked-token")
+	out, _, err = runCLI(t, "doctor", "--config", cfg)
+	if exitCode(err) != 1 || !strings.Contains(out, "FAIL") || strings.Contains(out, "revoked-token") {
+		t.Fatalf("doctor with a revoked token: exit %d, want 1 with FAIL and no secret\n%s", exitCode(err), out)
+	}
+	t.Setenv("DOCTOR_TG_TOKEN", "")
+	out, _, err = runCLI(t, "doctor", "--config", cfg)
+	if exitCode(err) != 1 || !strings.Contains(out, "DOCTOR_TG_TOKEN") {
+		t.Fatalf("doctor with the secret missing: exit %d, want 1 naming the variable\n%s", exitCode(err), out)
 	}
 }
