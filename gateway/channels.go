@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 
 	"github.com/gatewayforge/clawops"
+	"github.com/gatewayforge/clawops/api"
 	"github.com/gatewayforge/clawops/channels"
 	"github.com/gatewayforge/clawops/channels/discord"
 	"github.com/gatewayforge/clawops/channels/slack"
@@ -116,7 +118,27 @@ func (g *Gateway) mountChannel(mux *http.ServeMux, ch channels.Channel) {
 		}
 	case *slack.Adapter:
 		mux.Handle("POST /v1/channels/"+a.Name()+"/events", a.Handler())
+	case *whatsapp.Adapter:
+		// Whoever scans the code links their WhatsApp account to the gateway: admins only.
+		mux.Handle("GET /v1/channels/"+a.Name()+"/pairing.png", adminOnly(g.auth, a.PairingHandler()))
 	}
+}
+
+// adminOnly serves h only to a bearer token of an admin identity.
+func adminOnly(auth *api.TokenStore, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		actor, known := auth.Authenticate(strings.TrimSpace(token))
+		switch {
+		case !ok || !known:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="clawops"`)
+			http.Error(w, "a valid bearer token is required", http.StatusUnauthorized)
+		case actor.Role != clawops.RoleAdmin:
+			http.Error(w, "admins only", http.StatusForbidden)
+		default:
+			h.ServeHTTP(w, r)
+		}
+	})
 }
 
 // approvalRelay forwards approval changes to the notifier built after the gate (the

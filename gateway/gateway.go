@@ -81,6 +81,7 @@ type Gateway struct {
 	console   *web.Console
 	chans     []channels.Channel
 	approvals *approvalRelay
+	auth      *api.TokenStore
 	notifier  *channels.Notifier
 	handler   http.Handler
 }
@@ -206,7 +207,8 @@ func (g *Gateway) wire(opts Options, nodeURL string) error {
 		return fmt.Errorf("new gateway: %w", err)
 	}
 
-	auth := api.NewTokenStore()
+	g.auth = api.NewTokenStore()
+	auth := g.auth
 	for _, t := range opts.Tokens {
 		if err := auth.Add(t.Secret, t.Identity, clawops.HumanRole(t.Role)); err != nil {
 			return fmt.Errorf("new gateway: token for %s: %w", t.Identity, err)
