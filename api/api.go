@@ -1,6 +1,8 @@
 // Package api is the HTTP contract of the ClawOps gateway: bearer-token authentication,
 // the {"ok":…} envelope, chat with the Commander, fleet status through the gate, approvals
-// and their decisions, the audit log, and the web console's page and outbox.
+// and their decisions (with a second factor, or for a scope), preflight, traces and
+// replay, scoped grants, break-glass, budgets, the role table, the audit log with its
+// checkpoints, and the web console's page and outbox. docs/api.md lists every route.
 //
 // Every route except /healthz and the console's static page needs
 // "Authorization: Bearer <token>". Responses are {"ok":true,"data":…} or
@@ -97,6 +99,19 @@ func New(opts Options) http.Handler {
 	mux.Handle("POST /v1/approvals/{id}/decision", auth(s.decide))
 	mux.Handle("GET /v1/audit", auth(s.auditList))
 	mux.Handle("GET /v1/audit/verify", auth(s.auditVerify))
+	mux.Handle("GET /v1/audit/checkpoints", auth(s.auditCheckpoints))
+	mux.Handle("POST /v1/preflight", auth(s.preflight))
+	mux.Handle("GET /v1/traces", auth(s.listTraces))
+	mux.Handle("GET /v1/traces/{id}", auth(s.getTrace))
+	mux.Handle("POST /v1/traces/{id}/replay", auth(s.replayTrace))
+	mux.Handle("GET /v1/grants", auth(s.listGrants))
+	mux.Handle("DELETE /v1/grants/{id}", auth(s.revokeGrant))
+	mux.Handle("POST /v1/breakglass", auth(s.breakGlass))
+	mux.Handle("DELETE /v1/breakglass/{id}", auth(s.endBreakGlass))
+	mux.Handle("GET /v1/budgets", auth(s.getBudgets))
+	mux.Handle("PUT /v1/budgets", auth(s.putBudget))
+	mux.Handle("GET /v1/policy/roles", auth(s.getRoles))
+	mux.Handle("PUT /v1/policy/roles", auth(s.putRoles))
 	if opts.Console != nil {
 		mux.Handle("GET /{$}", opts.Console)
 		mux.Handle("GET /console/", opts.Console)
@@ -189,9 +204,14 @@ func (s *server) chat(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badRequest(`"text" is required`), "")
 		return
 	}
+	ctx, err := withBreakGlass(r.Context(), r)
+	if err != nil {
+		s.fail(w, r, err, "")
+		return
+	}
 	actor := actorFrom(r.Context())
 	actor.Channel = s.opts.ChatChannel
-	replies, err := s.opts.Commander.Handle(r.Context(), actor, req.Text)
+	replies, err := s.opts.Commander.Handle(ctx, actor, req.Text)
 	if err != nil {
 		s.fail(w, r, err, "")
 		return
@@ -253,41 +273,6 @@ func (s *server) getApproval(w http.ResponseWriter, r *http.Request) {
 	writeData(w, http.StatusOK, a)
 }
 
-type decisionRequest struct {
-	Decision string `json:"decision"`
-	Reason   string `json:"reason"`
-}
-
-func (s *server) decide(w http.ResponseWriter, r *http.Request) {
-	var req decisionRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		s.fail(w, r, err, "")
-		return
-	}
-	if req.Decision != "approve" && req.Decision != "deny" {
-		s.fail(w, r, badRequest(`"decision" must be "approve" or "deny"`), "")
-		return
-	}
-	if len(req.Reason) > MaxReasonLength {
-		s.fail(w, r, badRequest("reason is longer than "+strconv.Itoa(MaxReasonLength)+" bytes"), "")
-		return
-	}
-	approve := req.Decision == "approve"
-	decider := actorFrom(r.Context())
-	decider.Channel = "api"
-	out, err := s.opts.Gate.Decide(r.Context(), decider, r.PathValue("id"), approve, req.Reason)
-	// A deny that the gate reports as DENIED_BY_APPROVER is the caller's request succeeding.
-	if err != nil && !(!approve && clawops.ReasonOf(err) == clawops.ReasonDenied) {
-		s.fail(w, r, err, out.Message)
-		return
-	}
-	status := http.StatusOK
-	if out.Decision == clawops.NeedsApproval {
-		status = http.StatusAccepted
-	}
-	writeData(w, status, out)
-}
-
 func (s *server) auditList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	after, limit := int64(0), DefaultAuditLimit
@@ -325,6 +310,22 @@ func (s *server) auditVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeData(w, http.StatusOK, rep)
+}
+
+func (s *server) auditCheckpoints(w http.ResponseWriter, r *http.Request) {
+	cl, ok := ability[CheckpointLister](w, s.opts.Audit, "audit checkpoints")
+	if !ok {
+		return
+	}
+	list, err := cl.Checkpoints(r.Context())
+	if err != nil {
+		s.fail(w, r, err, "")
+		return
+	}
+	if list == nil {
+		list = []governance.Checkpoint{}
+	}
+	writeData(w, http.StatusOK, list)
 }
 
 func (s *server) messages(w http.ResponseWriter, r *http.Request) {

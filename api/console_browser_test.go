@@ -21,7 +21,8 @@ import (
 
 // TestConsoleInChromium drives the real page in headless Chromium over the DevTools
 // protocol: the token comes from the URL fragment, the pending card renders, a chat
-// round-trip shows the Commander's reply, and the Approve button decides the approval.
+// round-trip shows the Commander's reply, the Approve button decides the approval, and the
+// governance parts work (four-eyes progress, one-time code, approve for scope, traces).
 func TestConsoleInChromium(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test skipped in -short mode")
@@ -37,6 +38,7 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Skip("no chromium on PATH")
 	}
 	s := newStack(t)
+	s.gate.addGovApprovals()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	page := startChromium(ctx, t, bin)
@@ -73,8 +75,70 @@ func TestConsoleInChromium(t *testing.T) {
 	page.eval(ctx, t, `document.querySelector('#cards li[data-id="ap-3"] button.deny').click(); true`)
 	page.waitTrue(ctx, t, `(document.querySelector('#cards li[data-id="ap-3"] .result') || {}).textContent.startsWith("APPROVAL_EXPIRED:")`)
 
+	driveGovernanceCards(ctx, t, page, s)
+
 	if strings.Contains(s.logs.String(), approverToken) {
 		t.Error("server log contains the token")
+	}
+}
+
+// driveGovernanceCards covers the governance parts of the page: risk score, four-eyes
+// progress, the one-time code field of a card that needs a second factor, the "Approve for
+// scope" form, and the read-only traces list.
+func driveGovernanceCards(ctx context.Context, t *testing.T, page *cdpPage, s *stack) {
+	t.Helper()
+	const crit = `document.querySelector('#cards li[data-id="ap-crit"]')`
+	page.waitTrue(ctx, t, `!!`+crit)
+	for expr, want := range map[string]string{
+		crit + `.querySelector("dd.risk").textContent`:         "critical (score 100)",
+		crit + `.querySelector("dd.progress").textContent`:     "1 of 2 approvals (ada)",
+		crit + `.querySelector("input.totp").placeholder`:      "one-time code",
+		`String(!!` + crit + `.querySelector("button.scope"))`: "false", // four eyes: no grant
+	} {
+		if got, _ := page.eval(ctx, t, expr).(string); got != want {
+			t.Errorf("%s: got %q, want %q", expr, got, want)
+		}
+	}
+	// Approving without the code is refused with the gate's reason; with it, it goes through.
+	page.eval(ctx, t, crit+`.querySelector("button.approve").click(); true`)
+	page.waitTrue(ctx, t, `(`+crit+`.querySelector(".result") || {}).textContent.startsWith("SECOND_FACTOR_REQUIRED:")`)
+	page.eval(ctx, t, crit+`.querySelector("input.totp").value = "123456"; `+crit+`.querySelector("button.approve").click(); true`)
+	// The card leaves the pending list soon after; the chat log keeps the notice.
+	page.waitTrue(ctx, t, `[...document.querySelectorAll("#log li.notice")].some(li => li.textContent === "Approval ap-crit approved: Tear down 20 servers: done")`)
+	s.gate.mu.Lock()
+	a := s.gate.approvals["ap-crit"]
+	s.gate.mu.Unlock()
+	if a.State != governance.ApprovalExecuted || len(a.Decisions) != 2 || a.Decisions[1].By != "bob" || !a.Decisions[1].SecondFactor {
+		t.Errorf("ap-crit after the code: got state %s decisions %+v", a.State, a.Decisions)
+	}
+
+	// Approve for scope: the form defaults to the approval's own instances and users.
+	const sc = `document.querySelector('#cards li[data-id="ap-scope"]')`
+	page.waitTrue(ctx, t, `!!`+sc)
+	if got, _ := page.eval(ctx, t, `String(`+sc+`.querySelector(".scope-form").hidden) + "|" + !!`+sc+`.querySelector("input.totp")`).(string); got != "true|false" {
+		t.Errorf("scope form before the click (hidden|totp): got %q, want true|false", got)
+	}
+	page.eval(ctx, t, sc+`.querySelector("button.scope").click(); true`)
+	got, _ := page.eval(ctx, t, `[`+sc+`.querySelector(".scope-form").hidden, `+sc+`.querySelector(".scope-instances").textContent,
+		`+sc+`.querySelector("input.scope-ttl").value, `+sc+`.querySelector("input.scope-users").value].join("|")`).(string)
+	if got != "false|Instances: inst-7|4h|3" {
+		t.Errorf("scope form (hidden|instances|ttl|users): got %q", got)
+	}
+	page.eval(ctx, t, sc+`.querySelector("input.scope-ttl").value = "2h"; `+sc+`.querySelector("button.grant").click(); true`)
+	page.waitTrue(ctx, t, `[...document.querySelectorAll("#log li.notice")].some(li => li.textContent === "Approval ap-scope approved for scope: Tear down inst-7: done")`)
+	grants, _ := s.gate.ListGrants(ctx, true)
+	if len(grants) != 1 || grants[0].ApprovalID != "ap-scope" || len(grants[0].Instances) != 1 || grants[0].Instances[0] != "inst-7" ||
+		grants[0].MaxUsers != 3 || !grants[0].ExpiresAt.Equal(t0.Add(2*time.Hour)) {
+		t.Errorf("grants after the scope form: got %+v", grants)
+	}
+
+	// Traces: listed read-only; a click shows the recorded calls.
+	const tr = `document.querySelector('#trace-list li[data-id="` + knownTrace + `"]')`
+	page.waitTrue(ctx, t, `!!`+tr+` && `+tr+`.textContent.includes("tear down inst-2")`)
+	page.eval(ctx, t, tr+`.querySelector("button.trace-toggle").click(); true`)
+	page.waitTrue(ctx, t, `(`+tr+`.querySelector("ol.spans li.span") || {}).textContent === "gf_teardown → needs_approval (APPROVAL_REQUIRED), risk high 60"`)
+	if n, _ := page.eval(ctx, t, `document.querySelectorAll('#traces button:not(.trace-toggle), #traces input').length`).(float64); n != 0 {
+		t.Errorf("controls in the traces list: got %v, want none (read-only)", n)
 	}
 }
 

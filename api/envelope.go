@@ -57,9 +57,13 @@ func writeError(w http.ResponseWriter, status int, code clawops.ReasonCode, msg 
 	writeJSON(w, status, envelope{Error: &errorBody{Code: code, Message: msg}})
 }
 
-// statusOf maps an error to an HTTP status: by reason first for the approval states that
-// have a better-fitting status than their kind, then by kind.
+// statusOf maps an error to an HTTP status: a not-found kind is always 404; otherwise by
+// reason first for the states that have a better-fitting status than their kind, then by
+// kind.
 func statusOf(err error) int {
+	if clawops.KindOf(err) == clawops.KindNotFound {
+		return http.StatusNotFound // whatever the reason (an unknown trace is BAD_ARGUMENTS)
+	}
 	switch clawops.ReasonOf(err) {
 	case clawops.ReasonAlreadyDecided, clawops.ReasonApprovalExpired:
 		return http.StatusConflict
@@ -73,6 +77,8 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case ReasonUnsupportedMedia:
 		return http.StatusUnsupportedMediaType
+	case clawops.ReasonNotImplemented:
+		return http.StatusNotImplemented
 	}
 	switch clawops.KindOf(err) {
 	case clawops.KindInvalid:
@@ -117,6 +123,16 @@ func messageOf(err error, outcomeMessage string) (clawops.ReasonCode, string) {
 // fields, exactly one value. The Content-Type check is lenient: absent, JSON or text/plain
 // (what a browser's fetch sends by default) are accepted; forms and other media are not.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	return decode(w, r, v, false)
+}
+
+// decodeOptionalBody is decodeBody for routes whose body may be left out: an empty body
+// leaves v as it is; anything else must decode as strictly.
+func decodeOptionalBody(w http.ResponseWriter, r *http.Request, v any) error {
+	return decode(w, r, v, true)
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || !(mt == "application/json" || strings.HasSuffix(mt, "+json") || mt == "text/plain") {
@@ -133,6 +149,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 				fmt.Sprintf("body is larger than %d bytes", MaxBodyBytes))
 		}
 		return clawops.E("decode body", clawops.KindInvalid, clawops.ReasonMalformedRequest, "could not read the body")
+	}
+	if optional && len(bytes.TrimSpace(body)) == 0 {
+		return nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

@@ -30,6 +30,9 @@ type fakeGate struct {
 	order     []string
 	states    []governance.ApprovalState
 	decides   int
+
+	decideCalls []decideCall
+	gov         fakeGov // the governance abilities' state (fakes_gov_test.go)
 }
 
 func newFakeGate() *fakeGate {
@@ -80,9 +83,28 @@ func (g *fakeGate) Invoke(_ context.Context, actor clawops.Actor, tool string, a
 }
 
 func (g *fakeGate) Decide(_ context.Context, decider clawops.Actor, id string, approve bool, reason string) (governance.Outcome, error) {
+	return g.decide(decideCall{decider: decider, id: id, approve: approve, reason: reason})
+}
+
+// decideCall is one decision as the fake gate saw it: plain, with a factor, or for a scope.
+type decideCall struct {
+	decider clawops.Actor
+	id      string
+	approve bool
+	reason  string
+	factor  *string
+	scope   *governance.GrantScope
+}
+
+// decide follows the gate's rules: approver role, no self-approval, pending and unexpired,
+// a second factor when the approval needs one ("123456" is the good code), four-eyes with
+// distinct approvers, and no grant from a critical or second-factor approval.
+func (g *fakeGate) decide(c decideCall) (governance.Outcome, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.decides++
+	g.decideCalls = append(g.decideCalls, c)
+	id := c.id
 	a, ok := g.approvals[id]
 	fail := func(kind clawops.Kind, code clawops.ReasonCode, msg string) (governance.Outcome, error) {
 		return governance.Outcome{Decision: clawops.Deny, Reason: code, Message: msg, ApprovalID: id}, clawops.E("decide", kind, code, msg)
@@ -90,11 +112,11 @@ func (g *fakeGate) Decide(_ context.Context, decider clawops.Actor, id string, a
 	switch {
 	case !ok:
 		return fail(clawops.KindNotFound, clawops.ReasonApprovalNotFound, "no approval "+id)
-	case decider.Agent != "":
+	case c.decider.Agent != "":
 		return fail(clawops.KindDenied, clawops.ReasonForbidden, "agents do not decide")
-	case !decider.Role.CanApprove():
-		return fail(clawops.KindDenied, clawops.ReasonNotApprover, decider.Identity+" may not approve")
-	case decider.Identity == a.Requester.Identity:
+	case !c.decider.Role.CanApprove():
+		return fail(clawops.KindDenied, clawops.ReasonNotApprover, c.decider.Identity+" may not approve")
+	case c.decider.Identity == a.Requester.Identity:
 		return fail(clawops.KindDenied, clawops.ReasonSelfApproval, "the requester may not decide")
 	case a.State != governance.ApprovalPending:
 		return fail(clawops.KindInvalid, clawops.ReasonAlreadyDecided, "already "+string(a.State))
@@ -102,12 +124,36 @@ func (g *fakeGate) Decide(_ context.Context, decider clawops.Actor, id string, a
 		a.State = governance.ApprovalExpired
 		g.approvals[id] = a
 		return fail(clawops.KindExpired, clawops.ReasonApprovalExpired, "expired")
+	case c.approve && a.SecondFactor && c.factor == nil:
+		return fail(clawops.KindDenied, governance.ReasonSecondFactorRequired, "this approval needs a second factor")
+	case c.factor != nil && *c.factor != "123456":
+		return fail(clawops.KindDenied, governance.ReasonSecondFactorInvalid, "the code is wrong or expired")
+	case c.scope != nil && (a.ApprovalsRequired > 1 || a.SecondFactor):
+		return fail(clawops.KindInvalid, governance.ReasonGrantInvalid, "a critical approval cannot be widened into a grant")
+	case c.scope != nil && len(c.scope.Accounts)+len(c.scope.Instances) == 0:
+		return fail(clawops.KindInvalid, governance.ReasonGrantInvalid, "a grant needs a target selector")
 	}
-	a.DecidedBy, a.Reason = decider.Identity, reason
-	if !approve {
+	for _, d := range a.Decisions {
+		if d.By == c.decider.Identity {
+			return fail(clawops.KindDenied, governance.ReasonDuplicateApprover, d.By+" already approved")
+		}
+	}
+	a.Decisions = append(a.Decisions, governance.ApprovalDecision{By: c.decider.Identity, Role: c.decider.Role,
+		Channel: c.decider.Channel, Approve: c.approve, At: t0, Reason: c.reason, SecondFactor: c.factor != nil})
+	if c.approve && len(a.Decisions) < max(a.ApprovalsRequired, 1) {
+		g.approvals[id] = a
+		msg := fmt.Sprintf("%d of %d approvals", len(a.Decisions), a.ApprovalsRequired)
+		return governance.Outcome{Decision: clawops.NeedsApproval, Reason: governance.ReasonAwaitingSecondApprover, Message: msg,
+			Tool: a.Tool, ApprovalID: id, ApprovalsRequired: a.ApprovalsRequired}, nil
+	}
+	a.DecidedBy, a.Reason = c.decider.Identity, c.reason
+	if !c.approve {
 		a.State = governance.ApprovalDenied
 		g.approvals[id] = a
-		return fail(clawops.KindDenied, clawops.ReasonDenied, "denied by "+decider.Identity)
+		return fail(clawops.KindDenied, clawops.ReasonDenied, "denied by "+c.decider.Identity)
+	}
+	if c.scope != nil {
+		a.GrantID = g.addGrantLocked(a, c.decider, *c.scope)
 	}
 	a.State = governance.ApprovalExecuted
 	a.Result = &governance.Result{Summary: a.Plan.Summary + ": done"}

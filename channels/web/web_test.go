@@ -188,7 +188,8 @@ func TestAssetsSelfContained(t *testing.T) {
 	}
 	js, _ := fs.ReadFile(assets, "console/app.js")
 	for _, want := range []string{`location.hash`, `sessionStorage.setItem`, `history.replaceState`, `"Bearer "`,
-		`/v1/chat`, `/v1/approvals?state=pending`, `/decision`, `/v1/messages`, `err.code`} {
+		`/v1/chat`, `/v1/approvals?state=pending`, `/decision`, `/v1/messages`, `err.code`,
+		`/v1/traces?limit=`, `"approve_scope"`, `body.totp`, `second_factor`, `approvals_required`, `risk_score`} {
 		if !strings.Contains(string(js), want) {
 			t.Errorf("app.js does not contain %q", want)
 		}
