@@ -32,15 +32,16 @@ type Config struct {
 	// PublicURL is the WebSocket URL nodes dial. Load derives it from Listen when empty.
 	PublicURL string `yaml:"public_url"`
 	// DataDir holds the SQLite database and other local state.
-	DataDir   string    `yaml:"data_dir"`
-	Log       Log       `yaml:"log"`
-	Database  Database  `yaml:"database"`
-	Auth      Auth      `yaml:"auth"`
-	Approvals Approvals `yaml:"approvals"`
-	Nodes     Nodes     `yaml:"nodes"`
-	Fleet     Fleet     `yaml:"fleet"`
-	Demo      Demo      `yaml:"demo"`
-	Channels  Channels  `yaml:"channels"`
+	DataDir    string     `yaml:"data_dir"`
+	Log        Log        `yaml:"log"`
+	Database   Database   `yaml:"database"`
+	Auth       Auth       `yaml:"auth"`
+	Approvals  Approvals  `yaml:"approvals"`
+	Nodes      Nodes      `yaml:"nodes"`
+	Fleet      Fleet      `yaml:"fleet"`
+	Demo       Demo       `yaml:"demo"`
+	Channels   Channels   `yaml:"channels"`
+	Governance Governance `yaml:"governance"`
 }
 
 // Log configures the gateway's structured logs.
@@ -118,6 +119,25 @@ type LocalProvider struct {
 	ComposeDir string `yaml:"compose_dir"`
 }
 
+// Governance configures the gate beyond approval lifetimes.
+type Governance struct {
+	// Environment feeds the risk score: production (default) or staging.
+	Environment string `yaml:"environment"`
+	// SecondFactorFrom makes approving an action of this risk class or above (low, medium,
+	// high, critical) need a TOTP code entered in the web console: a chat button alone is
+	// refused. Empty: never. Every approver then needs a governance.totp entry.
+	SecondFactorFrom string `yaml:"second_factor_from"`
+	// TOTP holds each approver's TOTP secret (base32, as enrolled in their authenticator app).
+	TOTP []TOTPRef `yaml:"totp" env:"-"`
+}
+
+// TOTPRef names where an approver's TOTP secret is kept.
+type TOTPRef struct {
+	Identity   string `yaml:"identity"`
+	SecretEnv  string `yaml:"secret_env"`
+	SecretFile string `yaml:"secret_file"`
+}
+
 // Channels configures the chat adapters besides the web console, and who may use them.
 type Channels struct {
 	// Adapters are built by the gateway's channel registry, in order.
@@ -158,11 +178,12 @@ type Demo struct {
 // ./.data, ready for `clawops demo` without a file.
 func Default() *Config {
 	return &Config{
-		Listen:    "127.0.0.1:8080",
-		DataDir:   "./.data",
-		Log:       Log{Level: "info", Format: "text"},
-		Database:  Database{Driver: "sqlite"},
-		Approvals: Approvals{TTL: 30 * time.Minute},
+		Listen:     "127.0.0.1:8080",
+		DataDir:    "./.data",
+		Log:        Log{Level: "info", Format: "text"},
+		Database:   Database{Driver: "sqlite"},
+		Approvals:  Approvals{TTL: 30 * time.Minute},
+		Governance: Governance{Environment: "production"},
 		Nodes: Nodes{
 			TickInterval:      15 * time.Second,
 			HeartbeatInterval: 10 * time.Second,

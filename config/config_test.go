@@ -80,6 +80,8 @@ func TestFullExample(t *testing.T) {
 				Settings: Settings(`{"token":{"env":"CLAWOPS_TELEGRAM_TOKEN"}}`)}},
 			AllowFrom: []AllowFrom{{Channel: "telegram", Sender: "123456789", Identity: "omar", Role: "admin"}},
 		},
+		Governance: Governance{Environment: "production", SecondFactorFrom: "critical",
+			TOTP: []TOTPRef{{Identity: "omar", SecretEnv: "CLAWOPS_TOTP_OMAR"}}},
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Load(full.good.yaml) mismatch (-want +got):\n%s", diff)

@@ -17,7 +17,7 @@ import (
 //
 // An empty environment value leaves the key as it was. A CLAWOPS_* variable that sets no
 // key is an error, unless it is listed by ReservedEnv or named by an
-// auth.tokens[].token_env. All problems are reported together, each as an *Error that
+// auth.tokens[].token_env or a governance.totp[].secret_env. All problems are reported together, each as an *Error that
 // names the file and line or the variable.
 func Load(path string, env []string) (*Config, error) {
 	c := Default()
@@ -88,6 +88,11 @@ func applyEnv(c *Config, env []string) (map[string]string, error) {
 	for _, t := range c.Auth.Tokens {
 		if t.TokenEnv != "" {
 			ignored = append(ignored, t.TokenEnv)
+		}
+	}
+	for _, t := range c.Governance.TOTP {
+		if t.SecretEnv != "" {
+			ignored = append(ignored, t.SecretEnv)
 		}
 	}
 	set := map[string]string{}

@@ -47,29 +47,9 @@ func (c *Config) ResolveTokens(getenv func(string) string) ([]Token, error) {
 	owner := map[string]string{} // secret → key path of the entry that has it
 	for i, ref := range c.Auth.Tokens {
 		p := fmt.Sprintf("auth.tokens[%d]", i)
-		var secret, from string
-		switch {
-		case ref.TokenEnv != "":
-			from = "env " + ref.TokenEnv
-			secret = strings.TrimSpace(getenv(ref.TokenEnv))
-			if secret == "" {
-				errs = append(errs, keyError(p+".token_env", "%s is not set or empty: export it with the token for %s", ref.TokenEnv, ref.Identity))
-				continue
-			}
-		case ref.TokenFile != "":
-			from = "file " + ref.TokenFile
-			b, err := os.ReadFile(ref.TokenFile)
-			if err != nil {
-				errs = append(errs, keyError(p+".token_file", "cannot read the token for %s: %v", ref.Identity, err))
-				continue
-			}
-			secret = strings.TrimSpace(string(b))
-			if secret == "" {
-				errs = append(errs, keyError(p+".token_file", "%s is empty: write the token for %s into it", ref.TokenFile, ref.Identity))
-				continue
-			}
-		default:
-			errs = append(errs, keyError(p, "has no secret: set token_env or token_file"))
+		secret, from, err := readSecret(p, "token", ref.TokenEnv, ref.TokenFile, ref.Identity, getenv)
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		if n := len([]rune(secret)); n < MinTokenLength {
@@ -86,6 +66,54 @@ func (c *Config) ResolveTokens(getenv func(string) string) ([]Token, error) {
 		}
 		owner[secret] = p
 		out = append(out, Token{Identity: ref.Identity, Role: ref.Role, Secret: secret, From: from})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// readSecret reads the secret named by an env/file pair of the entry at key path p (the
+// keys are <kind>_env and <kind>_file), trimmed. The error names the key, never the secret.
+func readSecret(p, kind, envName, file, owner string, getenv func(string) string) (secret, from string, err error) {
+	switch {
+	case envName != "":
+		from = "env " + envName
+		secret = strings.TrimSpace(getenv(envName))
+		if secret == "" {
+			return "", from, keyError(p+"."+kind+"_env", "%s is not set or empty: export it with the %s for %s", envName, kind, owner)
+		}
+	case file != "":
+		from = "file " + file
+		b, rerr := os.ReadFile(file)
+		if rerr != nil {
+			return "", from, keyError(p+"."+kind+"_file", "cannot read the %s for %s: %v", kind, owner, rerr)
+		}
+		secret = strings.TrimSpace(string(b))
+		if secret == "" {
+			return "", from, keyError(p+"."+kind+"_file", "%s is empty: write the %s for %s into it", file, kind, owner)
+		}
+	default:
+		return "", "", keyError(p, "has no secret: set %s_env or %s_file", kind, kind)
+	}
+	return secret, from, nil
+}
+
+// ResolveTOTP reads each governance.totp entry's base32 TOTP secret, keyed by identity.
+// The secrets never appear in errors.
+func (c *Config) ResolveTOTP(getenv func(string) string) (map[string]string, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	out := map[string]string{}
+	var errs []error
+	for i, ref := range c.Governance.TOTP {
+		secret, _, err := readSecret(fmt.Sprintf("governance.totp[%d]", i), "secret", ref.SecretEnv, ref.SecretFile, ref.Identity, getenv)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out[ref.Identity] = secret
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -195,3 +195,36 @@ func TestResolveDSN(t *testing.T) {
 		})
 	}
 }
+
+func TestResolveTOTP(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "ada.totp")
+	if err := os.WriteFile(file, []byte("JBSWY3DPEHPK3PXP\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := Default()
+	c.Governance.TOTP = []TOTPRef{{Identity: "omar", SecretEnv: "TOTP_OMAR"}, {Identity: "ada", SecretFile: file}}
+	env := map[string]string{"TOTP_OMAR": " KRSXG5CTMVRXEZLU "}
+	got, err := c.ResolveTOTP(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["omar"] != "KRSXG5CTMVRXEZLU" || got["ada"] != "JBSWY3DPEHPK3PXP" {
+		t.Fatalf("got %v", got)
+	}
+	delete(env, "TOTP_OMAR")
+	_, err = c.ResolveTOTP(func(k string) string { return env[k] })
+	if err == nil || !strings.Contains(err.Error(), "governance.totp[0].secret_env") {
+		t.Fatalf("missing secret: got %v, want an error naming governance.totp[0].secret_env", err)
+	}
+}
+
+func TestTOTPSecretEnvIsNotAnUnknownVariable(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, []byte("governance:\n  totp:\n    - {identity: omar, secret_env: CLAWOPS_TOTP_OMAR}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(file, []string{"CLAWOPS_TOTP_OMAR=KRSXG5CTMVRXEZLU"}); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+}

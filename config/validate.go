@@ -233,3 +233,31 @@ func (c *Channels) validate(path string) []*Error {
 	}
 	return errs
 }
+
+func (g *Governance) validate(path string) []*Error {
+	errs := oneOf(path+".environment", g.Environment, "production", "staging")
+	if g.SecondFactorFrom != "" {
+		errs = append(errs, oneOf(path+".second_factor_from", g.SecondFactorFrom, "low", "medium", "high", "critical")...)
+		if len(g.TOTP) == 0 {
+			errs = append(errs, keyError(path+".totp", "is empty but second_factor_from is %s: add a {identity, secret_env|secret_file} entry for every approver", g.SecondFactorFrom))
+		}
+	}
+	seen := map[string]bool{}
+	for i, t := range g.TOTP {
+		p := fmt.Sprintf("%s.totp[%d]", path, i)
+		switch {
+		case strings.TrimSpace(t.Identity) == "":
+			errs = append(errs, keyError(p+".identity", "is empty: name the approver, e.g. omar"))
+		case seen[t.Identity]:
+			errs = append(errs, keyError(p+".identity", "%q is listed twice: keep one entry", t.Identity))
+		}
+		seen[t.Identity] = true
+		switch {
+		case t.SecretEnv == "" && t.SecretFile == "":
+			errs = append(errs, keyError(p, "has no secret: set secret_env or secret_file"))
+		case t.SecretEnv != "" && t.SecretFile != "":
+			errs = append(errs, keyError(p, "sets both secret_env and secret_file: keep one"))
+		}
+	}
+	return errs
+}

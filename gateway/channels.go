@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 
@@ -64,7 +63,7 @@ func BuildChannels(cfg *config.Config, env channels.Env) ([]channels.Channel, er
 // wireChannels builds the configured chat adapters around the Commander and the gate:
 // inbound messages from allowed senders go to the Commander, button presses to the gate,
 // and every approval change to every adapter that shows cards.
-func (g *Gateway) wireChannels(mux *http.ServeMux, lookupEnv func(string) (string, bool)) error {
+func (g *Gateway) wireChannels(mux *http.ServeMux, lookup func(string) (string, bool)) error {
 	log := g.log.With("room", "channels")
 	dir, err := Directory(g.cfg)
 	if err != nil {
@@ -76,9 +75,6 @@ func (g *Gateway) wireChannels(mux *http.ServeMux, lookupEnv func(string) (strin
 	if err != nil {
 		return fmt.Errorf("channels: %w", err)
 	}
-	if lookupEnv == nil {
-		lookupEnv = os.LookupEnv
-	}
 	env := channels.Env{
 		Logger:     log,
 		Clock:      g.clk,
@@ -86,7 +82,7 @@ func (g *Gateway) wireChannels(mux *http.ServeMux, lookupEnv func(string) (strin
 		Resolver:   dir,
 		Decider:    channels.WithScope(g.gate, channels.ScopePolicy{}),
 		Auditor:    g.gate.Audit(),
-		LookupEnv:  lookupEnv,
+		LookupEnv:  lookupEnv(lookup),
 		SQL:        sqlDB,
 		SQLDialect: g.db.Dialector.Name(),
 	}

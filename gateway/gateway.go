@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -184,6 +185,17 @@ func (g *Gateway) wire(opts Options, nodeURL string) error {
 	g.console = web.New(web.Options{Clock: g.clk, Logger: g.log.With("channel", web.Name)})
 	g.approvals = &approvalRelay{}
 
+	var secondFactor governance.SecondFactorVerifier
+	if cfg.Governance.SecondFactorFrom != "" {
+		getenv := func(k string) string { v, _ := lookupEnv(opts.LookupEnv)(k); return v }
+		secrets, err := cfg.ResolveTOTP(getenv)
+		if err != nil {
+			return fmt.Errorf("new gateway: %w", err)
+		}
+		if secondFactor, err = governance.NewTOTPVerifier(secrets, g.clk); err != nil {
+			return fmt.Errorf("new gateway: governance.totp: %w", err)
+		}
+	}
 	g.gate, err = governance.NewGate(governance.GateOptions{
 		DB:          g.db,
 		Clock:       g.clk,
@@ -192,6 +204,10 @@ func (g *Gateway) wire(opts Options, nodeURL string) error {
 		Notifier:    g.approvals,
 		Admins:      admins(opts.Tokens),
 		Redactor:    g.redactor,
+		Environment: governance.Environment(cfg.Governance.Environment),
+
+		SecondFactor:     secondFactor,
+		SecondFactorFrom: clawops.RiskClass(cfg.Governance.SecondFactorFrom),
 	})
 	if err != nil {
 		return fmt.Errorf("new gateway: %w", err)
@@ -243,6 +259,14 @@ func (g *Gateway) onHeartbeat(ctx context.Context, hb proto.Heartbeat) {
 	if err := g.fleet.RecordHeartbeat(rctx, hb); err != nil && ctx.Err() == nil {
 		g.log.Warn("heartbeat not recorded", "node", hb.Node, "instance", hb.Instance, "err", err)
 	}
+}
+
+// lookupEnv is f, or os.LookupEnv.
+func lookupEnv(f func(string) (string, bool)) func(string) (string, bool) {
+	if f == nil {
+		return os.LookupEnv
+	}
+	return f
 }
 
 // admins are the identities told about break-glass.
