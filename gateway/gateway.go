@@ -107,7 +107,7 @@ func New(ctx context.Context, opts Options) (_ *Gateway, err error) {
 		}
 	}()
 
-	if g.db, err = OpenStore(ctx, cfg); err != nil {
+	if g.db, err = openStore(ctx, cfg, true); err != nil {
 		return nil, err
 	}
 	if g.key, err = keyfile.LoadOrCreate(filepath.Join(cfg.DataDir, KeyFile)); err != nil {
@@ -283,11 +283,18 @@ func admins(tokens []config.Token) []string {
 // OpenStore opens and migrates the database the config names. The CLI's offline commands
 // (audit verify, node token) use it without starting a gateway.
 func OpenStore(ctx context.Context, cfg *config.Config) (*gorm.DB, error) {
+	return openStore(ctx, cfg, false)
+}
+
+// openStore opens and migrates the store; a long-lived gateway checkpoints SQLite's WAL in
+// the background (Run) so no commit pays for it.
+func openStore(ctx context.Context, cfg *config.Config, backgroundCheckpoint bool) (*gorm.DB, error) {
 	dsn, err := cfg.ResolveDSN()
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	db, err := store.Open(ctx, store.Options{Driver: cfg.Database.Driver, DataDir: cfg.DataDir, DSN: dsn})
+	db, err := store.Open(ctx, store.Options{Driver: cfg.Database.Driver, DataDir: cfg.DataDir, DSN: dsn,
+		BackgroundCheckpoint: backgroundCheckpoint})
 	if err != nil {
 		return nil, err
 	}
@@ -357,6 +364,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	eg.Go(func() error { return g.gate.RunExpiry(ctx, 15*time.Second) })
 	eg.Go(func() error { return g.sweepLoop(ctx) })
+	eg.Go(func() error { return store.RunCheckpoints(ctx, g.db, store.CheckpointInterval) })
 	eg.Go(func() error {
 		return g.gate.Audit().RunCheckpoints(ctx, g.key, CheckpointInterval, g.log.With("room", "audit"))
 	})

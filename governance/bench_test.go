@@ -3,19 +3,43 @@ package governance
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/gatewayforge/clawops"
+	"github.com/gatewayforge/clawops/store"
 )
+
+// benchDB opens SQLite as the gateway does: WAL checkpoints in the background
+// (store.RunCheckpoints), so no commit pays for one.
+func benchDB(b *testing.B) *gorm.DB {
+	b.Helper()
+	db, err := store.Open(context.Background(), store.Options{DSN: filepath.Join(b.TempDir(), "gov.db"), BackgroundCheckpoint: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := Migrate(db); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); store.RunCheckpoints(ctx, db, store.CheckpointInterval) }()
+	b.Cleanup(func() { cancel(); <-done; store.Close(db) })
+	return db
+}
 
 // BenchmarkGateInvokeWithAudit measures one allowed read call: permission, plan, hash,
 // three audit appends (requested, allowed, completed) and Apply, on SQLite in a temp dir.
 func BenchmarkGateInvokeWithAudit(b *testing.B) {
-	db, _ := openDB(b)
+	db := benchDB(b)
 	g, err := NewGate(GateOptions{DB: db, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
@@ -34,7 +58,7 @@ func BenchmarkGateInvokeWithAudit(b *testing.B) {
 
 // BenchmarkAuditAppend measures one hash-chained append on SQLite in a temp dir.
 func BenchmarkAuditAppend(b *testing.B) {
-	db, _ := openDB(b)
+	db := benchDB(b)
 	l := NewAuditLog(db, nil)
 	e := AuditEntry{Actor: "agent:guardian", Tool: "fleet.restart", Target: "i-001,i-002", Event: EventCompleted,
 		Decision: clawops.Allow, Reason: clawops.ReasonOK, PlanHash: "ab12", Detail: "restarted 2 instances"}
@@ -50,7 +74,7 @@ func BenchmarkAuditAppend(b *testing.B) {
 // BenchmarkAuditAppendParallel measures appends from many goroutines at once: the group
 // commit turns them into few transactions.
 func BenchmarkAuditAppendParallel(b *testing.B) {
-	db, _ := openDB(b)
+	db := benchDB(b)
 	l := NewAuditLog(db, nil)
 	e := AuditEntry{Actor: "agent:guardian", Tool: "fleet.restart", Target: "i-001,i-002", Event: EventCompleted,
 		Decision: clawops.Allow, Reason: clawops.ReasonOK, PlanHash: "ab12", Detail: "restarted 2 instances"}
@@ -69,10 +93,16 @@ func BenchmarkAuditAppendParallel(b *testing.B) {
 }
 
 // BenchmarkGateDecisionLatency reports the p50 and p99 latency of whole gate decisions (an
-// allowed call: plan, risk, audit requested+allowed, apply, audit completed) made by 8
-// concurrent callers, as agents would.
+// allowed call: plan, risk, audit requested+allowed, apply, audit completed), from one caller
+// and from eight concurrent callers, as agents would make them.
 func BenchmarkGateDecisionLatency(b *testing.B) {
-	db, _ := openDB(b)
+	for _, callers := range []int{1, 8} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) { gateLatency(b, callers) })
+	}
+}
+
+func gateLatency(b *testing.B, callers int) {
+	db := benchDB(b)
 	g, err := NewGate(GateOptions{DB: db, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
@@ -82,7 +112,13 @@ func BenchmarkGateDecisionLatency(b *testing.B) {
 	ctx := context.Background()
 	var mu sync.Mutex
 	var lat []time.Duration
-	b.SetParallelism(4)
+	procs := runtime.GOMAXPROCS(0)
+	b.SetParallelism(max(1, (callers+procs-1)/procs))
+	if callers == 1 {
+		b.SetParallelism(1)
+		runtime.GOMAXPROCS(1)
+		defer runtime.GOMAXPROCS(procs)
+	}
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		var mine []time.Duration

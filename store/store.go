@@ -29,6 +29,11 @@ type Options struct {
 	// DSN overrides the connection string: a file path for sqlite, a URL or key=value
 	// string for postgres.
 	DSN string
+	// BackgroundCheckpoint turns off SQLite's automatic WAL checkpoint, which otherwise runs
+	// (and syncs the database file) inside whichever commit crosses the threshold, stalling
+	// that caller. The owner must then run RunCheckpoints. Long-lived processes (the
+	// gateway) set it; short CLI commands leave it off.
+	BackgroundCheckpoint bool
 }
 
 // Open connects to the database described by opts and checks that it answers.
@@ -66,6 +71,9 @@ func openSQLite(ctx context.Context, opts Options, cfg *gorm.Config) (*gorm.DB, 
 	// instead of failing with SQLITE_BUSY; foreign keys are off by default in SQLite.
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
 		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	if opts.BackgroundCheckpoint {
+		dsn += "&_pragma=wal_autocheckpoint(0)"
+	}
 	db, err := gorm.Open(sqlite.New(sqlite.Config{DriverName: "sqlite", DSN: dsn}), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open store: sqlite %s: %w", path, err)
@@ -88,6 +96,34 @@ func ping(ctx context.Context, db *gorm.DB) error {
 		return fmt.Errorf("open store: ping: %w", err)
 	}
 	return nil
+}
+
+// CheckpointInterval is how often RunCheckpoints moves the WAL into the database file.
+const CheckpointInterval = time.Second
+
+// RunCheckpoints checkpoints a SQLite WAL every interval until ctx ends, off the commit
+// path (see Options.BackgroundCheckpoint). A PASSIVE checkpoint never blocks writers or
+// readers; it copies what it can, and SQLite rewinds the WAL once everything is copied. It
+// returns nil at once for other databases.
+func RunCheckpoints(ctx context.Context, db *gorm.DB, every time.Duration) error {
+	if db.Dialector.Name() != "sqlite" {
+		return nil
+	}
+	if every <= 0 {
+		every = CheckpointInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			// A failure (busy, for instance) is retried at the next tick; the next one
+			// copies whatever this one could not.
+			_ = db.WithContext(ctx).Exec("PRAGMA wal_checkpoint(PASSIVE)").Error
+		}
+	}
 }
 
 // Close closes the connection pool behind db.
