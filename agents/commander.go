@@ -43,13 +43,16 @@ type CommanderOptions struct {
 	Logger *slog.Logger
 }
 
-// Commander is the operator's entry point. In slash mode it maps /commands to gate calls and
-// renders the outcomes; plain text gets a pointer to /help until a model is configured.
+// Commander is the operator's entry point. Slash commands map to gate calls and their
+// outcomes are rendered by code, with or without a model. Plain text goes to the Commander
+// agent when the Commander belongs to a Team with a model (Team.Commander), and gets a
+// pointer to /help otherwise.
 type Commander struct {
 	gate     Gate
 	history  *History
 	sessions *sessionLocks
 	log      *slog.Logger
+	team     *Team // nil: slash mode only
 }
 
 // NewCommander builds a Commander.
@@ -81,12 +84,24 @@ func (c *Commander) Handle(ctx context.Context, actor clawops.Actor, text string
 	if actor.Identity == "" {
 		return nil, clawops.E(op, clawops.KindInvalid, clawops.ReasonMalformedRequest, "actor has no identity")
 	}
+	if strings.HasPrefix(actor.Identity, "agent:") {
+		return nil, clawops.E(op, clawops.KindInvalid, clawops.ReasonMalformedRequest,
+			"identities starting with agent: are reserved for the agents' own sessions")
+	}
 	if len(text) > MaxTextBytes {
 		return nil, clawops.E(op, clawops.KindInvalid, clawops.ReasonMalformedRequest,
 			fmt.Sprintf("message is %d bytes; the limit is %d", len(text), MaxTextBytes))
 	}
 	actor.Agent = clawops.Commander
 	key := SessionKey{Agent: clawops.Commander, Channel: actor.Channel, Identity: actor.Identity}
+	if c.conversational(text) {
+		// A run slot before the session lock, in the order background runs take them.
+		releaseSlot, err := c.team.acquireSlot(ctx)
+		if err != nil {
+			return nil, clawops.E(op, clawops.KindTransient, err)
+		}
+		defer releaseSlot()
+	}
 	release, err := c.sessions.acquire(ctx, key)
 	if err != nil {
 		return nil, clawops.E(op, clawops.KindTransient, err)
@@ -96,7 +111,7 @@ func (c *Commander) Handle(ctx context.Context, actor clawops.Actor, text string
 	if err := c.history.Append(ctx, key, In, text); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	replies := c.run(ctx, actor, text)
+	replies := c.run(ctx, actor, key, text)
 	// The replies describe what already happened; record them even if the caller left.
 	if err := c.history.Append(context.WithoutCancel(ctx), key, Out, replies...); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -109,13 +124,21 @@ func (c *Commander) History(ctx context.Context, channel, identity string, limit
 	return c.history.Recent(ctx, SessionKey{Agent: clawops.Commander, Channel: channel, Identity: identity}, limit)
 }
 
-func (c *Commander) run(ctx context.Context, actor clawops.Actor, text string) []string {
+// conversational reports whether text goes to the Commander agent's model.
+func (c *Commander) conversational(text string) bool {
+	text = strings.TrimSpace(text)
+	return c.team != nil && c.team.model != nil && text != "" && !IsSlash(text)
+}
+
+func (c *Commander) run(ctx context.Context, actor clawops.Actor, key SessionKey, text string) []string {
+	if c.conversational(text) {
+		return []string{c.team.converse(ctx, actor, key, text)}
+	}
 	text = strings.TrimSpace(text)
 	if text == "" {
 		return []string{"Empty message. Send /help for the commands."}
 	}
 	if !IsSlash(text) {
-		// The LLM loop takes this branch over when a model is configured.
 		return []string{"No model is configured, so I only understand slash commands.\n" + helpText()}
 	}
 	cmd, err := ParseSlash(text)
@@ -156,6 +179,17 @@ func (c *Commander) exec(ctx context.Context, actor clawops.Actor, cmd Command) 
 			fmt.Sscan(cmd.Args[1], &args.Lines) // validated by ParseSlash
 		}
 		return c.invoke(ctx, actor, ToolInstanceLogs, args)
+	case "tools":
+		return c.listTools()
+	case "tool":
+		raw := "{}"
+		if len(cmd.Args) == 2 {
+			raw = cmd.Args[1]
+		}
+		if !json.Valid([]byte(raw)) || !strings.HasPrefix(raw, "{") {
+			return fmt.Sprintf("Invalid (%s): the arguments must be one JSON object, e.g. {\"instance\":\"demo1-pri\"}", clawops.ReasonBadArguments)
+		}
+		return c.invoke(ctx, actor, cmd.Args[0], json.RawMessage(raw))
 	case "approvals":
 		list, err := c.gate.ListApprovals(ctx, governance.ApprovalPending)
 		if err != nil {
@@ -170,6 +204,24 @@ func (c *Commander) exec(ctx context.Context, actor clawops.Actor, cmd Command) 
 		return c.decide(ctx, actor, cmd.Args[0], cmd.Name == "approve", reason)
 	}
 	return "Unknown command. Send /help for the commands."
+}
+
+// listTools renders the gate's tool catalog, when the gate can list it.
+func (c *Commander) listTools() string {
+	lister, ok := c.gate.(interface{ Tools() []governance.ToolSpec })
+	if !ok {
+		return "This gateway's gate does not list its tools."
+	}
+	specs := lister.Tools()
+	if len(specs) == 0 {
+		return "No tools are registered."
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d tools (call one with /tool <name> {json}):", len(specs))
+	for _, s := range specs {
+		fmt.Fprintf(&b, "\n- %s (%s, risk %s): %s", s.Name, s.Action, s.Risk, truncate(s.Description, 100))
+	}
+	return b.String()
 }
 
 func (c *Commander) invoke(ctx context.Context, actor clawops.Actor, tool string, args any) string {

@@ -1,8 +1,17 @@
-// Package agents runs the operator team's agents. Today the Commander answers in slash-command
-// mode: every governed tool is reachable with a /command, so ClawOps is useful and testable
-// without a model. Sessions are keyed by (agent, channel, identity); one run at a time per
-// session; every message in and out is persisted with its time. The LLM loops of the six
-// roles plug into the same sessions, history and gate later.
+// Package agents runs the operator team: six agents (Commander, Guardian, Ledger, Triage,
+// Forge, Briefer), each a loop over an inbox of operator messages, fleet events, schedule
+// triggers and messages from the other agents. A run builds a prompt from the agent's
+// persona (souls), its skills and its memory, asks a Model, and carries out the tool calls
+// the model asks for: every gf_* call passes the governance gate, which decides; the agent
+// only proposes. Agents talk to each other with sessions_spawn and sessions_send.
+//
+// Sessions are keyed by (agent, channel, identity); one run at a time per session; every
+// message in and out is persisted with its time, and the model's transcript beside it.
+// Runs are bounded by steps, seconds, cost and gate refusals.
+//
+// Without a model, the Commander answers slash commands (every tool stays reachable),
+// events get deterministic handling (the Guardian heals, the Briefer alerts) and
+// briefings come from templates.
 package agents
 
 import (
@@ -63,7 +72,7 @@ func (messageRow) TableName() string { return "agent_messages" }
 
 // Migrate creates or updates the agents' tables.
 func Migrate(db *gorm.DB) error {
-	if err := db.AutoMigrate(&messageRow{}); err != nil {
+	if err := db.AutoMigrate(&messageRow{}, &turnRow{}, &runRow{}); err != nil {
 		return fmt.Errorf("migrate agents: %w", err)
 	}
 	return nil

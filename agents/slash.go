@@ -36,6 +36,8 @@ var commands = []commandSpec{
 	{name: "logs", usage: "/logs <instance> [n]", summary: "last n log lines (n a positive whole number)", min: 1, max: 2},
 	{name: "restart", usage: "/restart <instance>", summary: "restart an instance's OpenClaw", min: 1, max: 1},
 	{name: "teardown", usage: "/teardown <instance>", summary: "delete an instance (needs approval)", min: 1, max: 1},
+	{name: "tools", usage: "/tools", summary: "list every governed tool"},
+	{name: "tool", usage: "/tool <name> [json-arguments]", summary: "call any governed tool, e.g. /tool gf_heal {\"instance\":\"demo1-pri\"}", min: 1, max: 2, rest: true},
 	{name: "approvals", usage: "/approvals", summary: "list pending approvals"},
 	{name: "approve", usage: "/approve <id> [reason]", summary: "approve a pending request", min: 1, max: 2, rest: true},
 	{name: "deny", usage: "/deny <id> [reason]", summary: "deny a pending request", min: 1, max: 2, rest: true},
@@ -77,6 +79,12 @@ func ParseSlash(text string) (Command, error) {
 	}
 	if len(args) < spec.min || len(args) > spec.max {
 		return Command{}, usageError(spec)
+	}
+	if spec.name == "tool" && len(args) == 2 {
+		// JSON arguments are taken verbatim: spaces inside strings are data.
+		_, rest, _ := strings.Cut(strings.TrimSpace(text), fields[0])
+		_, raw, _ := strings.Cut(rest, args[0])
+		args[1] = strings.TrimSpace(raw)
 	}
 	if spec.name == "logs" && len(args) == 2 {
 		n, err := strconv.Atoi(args[1])

@@ -131,3 +131,13 @@ func BenchmarkParseSlash(b *testing.B) {
 		}
 	}
 }
+
+func TestParseSlashToolKeepsJSON(t *testing.T) {
+	cmd, err := ParseSlash("/tool  gf_config_push   {\"config\": {\"model\": \"a  b\"}}  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cmd.Args, []string{"gf_config_push", `{"config": {"model": "a  b"}}`}; len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("args: got %q, want %q", got, want)
+	}
+}

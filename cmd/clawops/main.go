@@ -49,6 +49,7 @@ commands:
   audit export  write a signed audit bundle (--out DIR) for offline verification
   audit verify-bundle --key HEX DIR   check a bundle offline; exits 1 if any byte changed
   audit pubkey  print the gateway's public key (hex) that bundles and checkpoints are signed with
+  eval          run the seed dialogues against a real model (--base-url URL --model NAME) and score them
   doctor        say what is configured and whether each part (store, channels, ...) can work
   version       print the version
 
@@ -70,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	case "audit":
 		return runAudit(ctx, args[1:], stdout, stderr)
+	case "eval":
+		return runEval(ctx, args[1:], stdout, stderr)
 	case "doctor":
 		return runDoctor(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
