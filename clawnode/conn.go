@@ -1,9 +1,13 @@
 package clawnode
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -29,7 +33,10 @@ type nodeConn struct {
 	connectedAt time.Time
 	writeTO     time.Duration
 
-	lastSeen atomic.Int64 // unix ms of the last frame received
+	tailnet PeerIdentity
+
+	lastSeen atomic.Int64 // unix ms of the last frame (or pong) received
+	stale    atomic.Bool  // silent for StaleAfter; cleared by the next frame
 	tickBusy atomic.Bool
 	done     chan struct{} // closed when the connection is gone
 
@@ -39,9 +46,22 @@ type nodeConn struct {
 }
 
 func (c *nodeConn) status(connected bool) NodeStatus {
-	return NodeStatus{Node: c.node, Instance: c.instance, Connected: connected, ConnectedAt: c.connectedAt,
+	state := StateOffline
+	switch {
+	case connected && c.stale.Load():
+		state = StateStale
+	case connected:
+		state = StateOnline
+	}
+	return NodeStatus{Node: c.node, Instance: c.instance, State: state, Connected: connected, ConnectedAt: c.connectedAt,
 		LastSeen: time.UnixMilli(c.lastSeen.Load()), Platform: c.platform, Version: c.version,
-		RemoteAddr: c.remote, Commands: c.commands}
+		RemoteAddr: c.remote, Commands: c.commands, Tailnet: c.tailnet}
+}
+
+// seen records that the node was heard from at ms.
+func (c *nodeConn) seen(ms int64) {
+	c.lastSeen.Store(ms)
+	c.stale.Store(false)
 }
 
 func (c *nodeConn) closeNow() { c.ws.CloseNow() }
@@ -51,6 +71,15 @@ func (c *nodeConn) writeRaw(ctx context.Context, data []byte) error {
 	defer cancel()
 	return c.ws.Write(ctx, websocket.MessageText, data)
 }
+
+// Answers to node requests that carry no data.
+var (
+	ackOK      = []byte(`{"ok":true}`)
+	ackIgnored = []byte(`{"ok":true,"ignored":true}`)
+)
+
+// sendRaw writes an encoded frame, logging nothing: a failed write ends the session anyway.
+func (c *nodeConn) sendRaw(ctx context.Context, data []byte) { _ = c.writeRaw(ctx, data) }
 
 func (c *nodeConn) send(ctx context.Context, f proto.Frame) error {
 	data, err := proto.Encode(f)
@@ -112,7 +141,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "hub is closing", http.StatusServiceUnavailable)
 		return
 	}
-	defer h.wg.Done()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			h.wg.Done()
+		}
+	}()
 	select {
 	case h.slots <- struct{}{}:
 	default:
@@ -129,28 +163,77 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	var peer PeerIdentity
+	if h.opts.Peers != nil {
+		vctx, cancel := context.WithTimeout(r.Context(), h.opts.HandshakeTimeout)
+		var err error
+		peer, err = h.opts.Peers.VerifyPeer(vctx, r.RemoteAddr)
+		cancel()
+		if err != nil {
+			_ = h.audit(r.Context(), PairingEvent{Action: EventTailnetRefused, Decision: clawops.Deny,
+				Reason: ReasonTailnetRefused, Remote: r.RemoteAddr, Detail: err.Error()})
+			http.Error(w, "connection refused: peer identity not allowed", http.StatusForbidden)
+			return
+		}
+	}
+
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		h.log.Debug("websocket accept", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	ctx, cancel := context.WithCancel(h.ctx)
-	defer cancel()
 	ws.SetReadLimit(proto.MaxPreAuthFrameBytes)
-	c, err := h.handshake(ctx, ws, r.RemoteAddr)
+	c, err := h.handshake(h.ctx, ws, r.RemoteAddr, peer)
 	release()
 	if err != nil {
 		h.log.Info("node handshake refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	ws.SetReadLimit(proto.MaxFrameBytes)
-	h.readLoop(ctx, c)
+	// The session gets a goroutine of its own and this handler returns: the HTTP server's
+	// connection goroutine, with its grown stack, the request and its buffers are freed.
+	// At 10,000 nodes that is most of the memory an idle node costs.
+	handedOff = true
+	go func() {
+		defer h.wg.Done()
+		// h.ctx ends the session when the hub closes; closeNow ends it otherwise.
+		h.readLoop(h.ctx, c)
+	}()
+}
+
+// smallBuffers hands coder/websocket 1 KiB read and write buffers instead of the HTTP
+// server's 4 KiB ones, which a connection would otherwise keep for its whole life. Frames
+// larger than a buffer pass through it in pieces.
+type smallBuffers struct{ http.ResponseWriter }
+
+const connBufferSize = 1 << 10
+
+// Hijack takes over the connection, keeping any bytes the server had already read.
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := brw.Writer.Flush(); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	var r io.Reader = conn
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn)
+	}
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, connBufferSize), bufio.NewWriterSize(conn, connBufferSize)), nil
 }
 
 // refuse answers the connect request with an error and closes the socket.
 func refuse(ctx context.Context, ws *websocket.Conn, id string, f *authFailure, closeCode websocket.StatusCode, details any) error {
 	if id != "" {
 		res := proto.NewErrorResult(id, f.code, f.message, f.detail)
+		if f.details != nil {
+			res.Error.Details = f.details
+			res.Error.Retryable = true
+		}
 		if details != nil {
 			res.Error.Details, _ = json.Marshal(details)
 		}
@@ -164,7 +247,7 @@ func refuse(ctx context.Context, ws *websocket.Conn, id string, f *authFailure, 
 	return f
 }
 
-func (h *Hub) handshake(ctx context.Context, ws *websocket.Conn, remote string) (*nodeConn, error) {
+func (h *Hub) handshake(ctx context.Context, ws *websocket.Conn, remote string, peer PeerIdentity) (*nodeConn, error) {
 	hctx, cancel := context.WithTimeout(ctx, h.opts.HandshakeTimeout)
 	defer cancel()
 	ch := proto.Challenge{Nonce: randomToken(), Ts: h.clock.Now().UnixMilli()}
@@ -186,41 +269,41 @@ func (h *Hub) handshake(ctx context.Context, ws *websocket.Conn, remote string) 
 	}
 	fr, err := proto.DecodeFrame(data)
 	if err != nil {
-		return nil, refuse(ctx, ws, "", &authFailure{proto.CodeInvalidRequest, "", "invalid frame"}, websocket.StatusPolicyViolation, nil)
+		return nil, refuse(ctx, ws, "", &authFailure{code: proto.CodeInvalidRequest, message: "invalid frame"}, websocket.StatusPolicyViolation, nil)
 	}
 	if fr.Type != proto.TypeReq || fr.Method != proto.MethodConnect {
-		return nil, refuse(ctx, ws, fr.ID, &authFailure{proto.CodeInvalidRequest, "", "first request must be connect"},
+		return nil, refuse(ctx, ws, fr.ID, &authFailure{code: proto.CodeInvalidRequest, message: "first request must be connect"},
 			websocket.StatusPolicyViolation, nil)
 	}
 	var p proto.ConnectParams
 	if err := proto.UnmarshalStrict(fr.Params, &p); err != nil {
-		return nil, refuse(ctx, ws, fr.ID, &authFailure{proto.CodeInvalidRequest, "", "invalid connect params: " + err.Error()},
+		return nil, refuse(ctx, ws, fr.ID, &authFailure{code: proto.CodeInvalidRequest, message: "invalid connect params: " + err.Error()},
 			websocket.StatusPolicyViolation, nil)
 	}
 	if err := p.Validate(); err != nil {
-		return nil, refuse(ctx, ws, fr.ID, &authFailure{proto.CodeInvalidRequest, "", "invalid connect params: " + err.Error()},
+		return nil, refuse(ctx, ws, fr.ID, &authFailure{code: proto.CodeInvalidRequest, message: "invalid connect params: " + err.Error()},
 			websocket.StatusPolicyViolation, nil)
 	}
 	if !p.SupportsVersion(proto.ProtocolVersion) {
-		f := &authFailure{proto.CodeInvalidRequest, proto.DetailProtocolMismatch, "protocol mismatch"}
+		f := &authFailure{code: proto.CodeInvalidRequest, detail: proto.DetailProtocolMismatch, message: "protocol mismatch"}
 		return nil, refuse(ctx, ws, fr.ID, f, websocket.StatusProtocolError, map[string]any{
 			"code": proto.DetailProtocolMismatch, "clientMinProtocol": p.MinProtocol,
 			"clientMaxProtocol": p.MaxProtocol, "expectedProtocol": proto.ProtocolVersion})
 	}
 	if p.Role != proto.RoleNode || p.Client.Mode != proto.ModeNode {
-		return nil, refuse(ctx, ws, fr.ID, &authFailure{proto.CodeInvalidRequest, proto.DetailRoleNotNode,
-			"this endpoint serves nodes: role and client.mode must be \"node\""}, websocket.StatusPolicyViolation, nil)
+		return nil, refuse(ctx, ws, fr.ID, &authFailure{code: proto.CodeInvalidRequest, detail: proto.DetailRoleNotNode,
+			message: "this endpoint serves nodes: role and client.mode must be \"node\""}, websocket.StatusPolicyViolation, nil)
 	}
 	pub, err := proto.VerifyConnect(p, ch.Nonce, h.clock.Now().UnixMilli())
 	if err != nil {
-		return nil, refuse(ctx, ws, fr.ID, &authFailure{proto.CodeInvalidRequest, proto.DeviceErrorDetail(err), err.Error()},
+		return nil, refuse(ctx, ws, fr.ID, &authFailure{code: proto.CodeInvalidRequest, detail: proto.DeviceErrorDetail(err), message: err.Error()},
 			websocket.StatusPolicyViolation, nil)
 	}
-	auth, err := h.authenticate(hctx, p, pub)
+	auth, err := h.authenticate(hctx, p, pub, peer, remote)
 	if err != nil {
 		var f *authFailure
 		if !errors.As(err, &f) {
-			f = &authFailure{proto.CodeUnavailable, "", "authentication failed"}
+			f = &authFailure{code: proto.CodeUnavailable, message: "authentication failed"}
 		}
 		return nil, refuse(ctx, ws, fr.ID, f, websocket.StatusPolicyViolation, nil)
 	}
@@ -228,7 +311,7 @@ func (h *Hub) handshake(ctx context.Context, ws *websocket.Conn, remote string) 
 	now := h.clock.Now()
 	c := &nodeConn{ws: ws, node: clawops.NodeID(auth.device.ID), instance: clawops.InstanceID(auth.device.Instance),
 		connID: randomToken()[:16], remote: remote, platform: p.Client.Platform, version: p.Client.Version,
-		commands: p.Commands, connectedAt: now, writeTO: h.opts.WriteTimeout, done: make(chan struct{})}
+		commands: p.Commands, connectedAt: now, writeTO: h.opts.WriteTimeout, done: make(chan struct{}), tailnet: peer}
 	c.lastSeen.Store(now.UnixMilli())
 	hello := proto.HelloOK{
 		Type: "hello-ok", Protocol: proto.ProtocolVersion,
@@ -240,8 +323,10 @@ func (h *Hub) handshake(ctx context.Context, ws *websocket.Conn, remote string) 
 		Auth:   proto.HelloAuth{Method: "device-token", Role: proto.RoleNode, Scopes: []string{}},
 		Policy: proto.Policy{MaxPayload: proto.MaxFrameBytes, MaxBufferedBytes: 2 * proto.MaxFrameBytes, TickIntervalMs: h.opts.TickInterval.Milliseconds()},
 	}
+	if auth.method != "" {
+		hello.Auth.Method = auth.method
+	}
 	if auth.deviceToken != "" {
-		hello.Auth.Method = "bootstrap-token"
 		hello.Auth.DeviceToken = auth.deviceToken
 		hello.Auth.IssuedAtMs = now.UnixMilli()
 	}
@@ -275,7 +360,7 @@ func (h *Hub) readLoop(ctx context.Context, c *nodeConn) {
 			}
 			break
 		}
-		c.lastSeen.Store(h.clock.Now().UnixMilli())
+		c.seen(h.clock.Now().UnixMilli())
 		f, err := proto.DecodeFrame(data)
 		if err != nil {
 			log.Warn("invalid frame from node; closing", "err", err)
@@ -325,10 +410,10 @@ func (h *Hub) handleRequest(ctx context.Context, c *nodeConn, f proto.Frame) {
 			return
 		}
 		if !c.deliver(r) {
-			reply(map[string]bool{"ok": true, "ignored": true})
+			c.sendRaw(ctx, proto.EncodeResult(f.ID, ackIgnored))
 			return
 		}
-		reply(map[string]bool{"ok": true})
+		c.sendRaw(ctx, proto.EncodeResult(f.ID, ackOK))
 	case proto.MethodNodeEvent:
 		var p proto.NodeEventParams
 		if err := proto.UnmarshalStrict(f.Params, &p); err != nil || p.Event == "" {
@@ -339,9 +424,20 @@ func (h *Hub) handleRequest(ctx context.Context, c *nodeConn, f proto.Frame) {
 			fail(err.Error())
 			return
 		}
-		reply(map[string]bool{"ok": true})
+		c.sendRaw(ctx, proto.EncodeResult(f.ID, ackOK))
+	case proto.MethodRotateKey:
+		res, err := h.rotateKey(ctx, c, f.Params)
+		if err != nil {
+			_ = c.send(ctx, proto.NewErrorResult(f.ID, proto.CodeInvalidRequest, "key rotation refused: "+err.Error(),
+				string(ReasonRotationRefused)))
+			return
+		}
+		reply(res)
 	case proto.MethodConnect:
 		fail("already connected")
+	case "node.skills.update", "node.pluginTools.update", "node.runnerInventory.update":
+		// A stock node host publishes these after connecting; ClawOps has no use for them.
+		c.sendRaw(ctx, proto.EncodeResult(f.ID, ackIgnored))
 	default:
 		fail("unknown method " + clip(f.Method, 64))
 	}
@@ -355,7 +451,7 @@ func (h *Hub) nodeEvent(ctx context.Context, c *nodeConn, p proto.NodeEventParam
 			return errors.New("invalid heartbeat payload: " + err.Error())
 		}
 		if h.opts.OnHeartbeat != nil {
-			h.opts.OnHeartbeat(ctx, proto.Heartbeat{Node: c.node, Instance: c.instance, At: h.clock.Now(),
+			h.queueHeartbeat(proto.Heartbeat{Node: c.node, Instance: c.instance, At: h.clock.Now(),
 				Metrics: ev.Metrics, OpenClaw: ev.OpenClaw, Container: ev.Container})
 		}
 	case proto.NodeEventCommandRefused:

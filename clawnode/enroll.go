@@ -7,9 +7,11 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -18,52 +20,22 @@ import (
 	"github.com/gatewayforge/clawops/clawnode/proto"
 )
 
-// Device is an enrolled gf-clawnode: its public key, the instance it serves, and the hash
-// of the device token the hub issued it. Raw tokens are never stored.
-type Device struct {
-	ID           string `gorm:"primaryKey;size:64"` // hex SHA-256 of PublicKey: the NodeID
-	PublicKey    string `gorm:"size:64;not null"`   // base64url raw Ed25519 key
-	Instance     string `gorm:"size:128;not null;index"`
-	TokenHash    string `gorm:"size:64;not null"`
-	Platform     string `gorm:"size:64"`
-	Version      string `gorm:"size:64"`
-	EnrolledAtMs int64  `gorm:"not null"`
-	LastSeenAtMs int64
-	RevokedAtMs  int64 `gorm:"index"` // 0 while the device may connect
-}
-
-// TableName keeps the node plane's tables under one prefix.
-func (Device) TableName() string { return "clawnode_devices" }
-
-// JoinToken is a one-time enrollment token bound to an instance, stored by hash.
-type JoinToken struct {
-	Hash        string `gorm:"primaryKey;size:64"`
-	Instance    string `gorm:"size:128;not null;index"`
-	CreatedAtMs int64  `gorm:"not null"`
-	ExpiresAtMs int64  `gorm:"not null;index"`
-	UsedAtMs    int64
-	UsedBy      string `gorm:"size:64"`
-}
-
-// TableName keeps the node plane's tables under one prefix.
-func (JoinToken) TableName() string { return "clawnode_join_tokens" }
-
-// Migrate creates or updates the hub's tables. Call it once before NewHub.
-func Migrate(db *gorm.DB) error {
-	if err := db.AutoMigrate(&Device{}, &JoinToken{}); err != nil {
-		return fmt.Errorf("migrate clawnode tables: %w", err)
-	}
-	return nil
-}
-
 // MaxJoinTokenTTL bounds how long a join token may stay valid.
 const MaxJoinTokenTTL = 7 * 24 * time.Hour
+
+// Token prefixes. A connect token without JoinTokenPrefix is not treated as a join token
+// (a stock node host may present its gateway's shared token there).
+const (
+	JoinTokenPrefix   = "gfj_"
+	DeviceTokenPrefix = "gfd_"
+)
 
 var instancePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 // MintJoinToken creates a one-time join token for instance, valid for ttl (at most
 // MaxJoinTokenTTL). The token is returned once and stored only as a hash. It is a secret:
-// hand it to the new node's bootstrap, never to a log.
+// hand it to the new node's bootstrap, never to a log. A node that presents it is paired
+// with the instance at once (automatic approval: the token was minted for a known instance).
 func (h *Hub) MintJoinToken(ctx context.Context, instance clawops.InstanceID, ttl time.Duration) (string, error) {
 	const op = "mint join token"
 	if !instancePattern.MatchString(string(instance)) {
@@ -74,7 +46,7 @@ func (h *Hub) MintJoinToken(ctx context.Context, instance clawops.InstanceID, tt
 		return "", clawops.E(op, clawops.KindInvalid, clawops.ReasonBadArguments,
 			fmt.Sprintf("ttl %s: must be positive and at most %s", ttl, MaxJoinTokenTTL))
 	}
-	tok := "gfj_" + randomToken()
+	tok := JoinTokenPrefix + randomToken()
 	now := h.clock.Now()
 	row := JoinToken{Hash: hashToken(tok), Instance: string(instance), CreatedAtMs: now.UnixMilli(),
 		ExpiresAtMs: now.Add(ttl).UnixMilli()}
@@ -88,29 +60,10 @@ func (h *Hub) MintJoinToken(ctx context.Context, instance clawops.InstanceID, tt
 	return tok, nil
 }
 
-// Revoke stops a node from connecting again and drops its connection if it has one.
-func (h *Hub) Revoke(ctx context.Context, node clawops.NodeID) error {
-	res := h.db.WithContext(ctx).Model(&Device{}).Where("id = ? AND revoked_at_ms = 0", string(node)).
-		Update("revoked_at_ms", h.clock.Now().UnixMilli())
-	if res.Error != nil {
-		return fmt.Errorf("revoke node %s: %w", short(node), res.Error)
-	}
-	h.disconnect(node, "device revoked")
-	return nil
-}
-
-// Devices lists every enrolled device, revoked ones included.
-func (h *Hub) Devices(ctx context.Context) ([]Device, error) {
-	var out []Device
-	if err := h.db.WithContext(ctx).Order("id").Find(&out).Error; err != nil {
-		return nil, fmt.Errorf("list devices: %w", err)
-	}
-	return out, nil
-}
-
 // authFailure is a refused connect: what goes into res.error.
 type authFailure struct {
 	code, detail, message string
+	details               json.RawMessage // replaces {"code":detail} when set
 }
 
 func (f *authFailure) Error() string { return f.message }
@@ -118,123 +71,195 @@ func (f *authFailure) Error() string { return f.message }
 // authResult is an accepted connect.
 type authResult struct {
 	device      Device
-	deviceToken string // set when a new device token was issued (enrollment)
+	deviceToken string // set when a new device token was issued
+	method      string // hello-ok auth.method
 }
 
-// authenticate decides a connect whose device signature already verified: a known device
-// must present its device token; an unknown device must present an unused, unexpired join
-// token, which enrolls it. A device whose enrollment answer was lost may present the same
-// join token again until it expires and gets a fresh device token; any other key is refused.
-func (h *Hub) authenticate(ctx context.Context, p proto.ConnectParams, pub ed25519.PublicKey) (authResult, error) {
+// presented returns the tokens a node offered: auth.token and auth.deviceToken. A stock
+// node host sends its gateway's shared token in auth.token and, once paired, the device
+// token the hub issued in auth.deviceToken.
+func presented(p proto.ConnectParams) []string {
+	if p.Auth == nil {
+		return nil
+	}
+	var out []string
+	for _, t := range []string{p.Auth.Token, p.Auth.DeviceToken, p.Auth.BootstrapToken} {
+		if t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func joinTokenOf(p proto.ConnectParams) string {
+	for _, t := range presented(p) {
+		if strings.HasPrefix(t, JoinTokenPrefix) {
+			return t
+		}
+	}
+	return ""
+}
+
+// authenticate decides a connect whose device signature already verified:
+//   - a known device must present its device token (in auth.token or auth.deviceToken);
+//     a manually approved device that has none yet gets one now;
+//   - an unknown device with a join token is enrolled with the token's instance (a device
+//     whose enrollment answer was lost may present the same join token again until it
+//     expires and gets a fresh device token; any other key is refused);
+//   - an unknown device without one becomes a pairing request for an operator.
+func (h *Hub) authenticate(ctx context.Context, p proto.ConnectParams, pub ed25519.PublicKey, peer PeerIdentity, remote string) (authResult, error) {
 	id := proto.DeviceID(pub)
-	tok := p.Token()
 	db := h.db.WithContext(ctx)
 	var dev Device
 	err := db.Where("id = ?", id).Take(&dev).Error
 	found := err == nil
 	if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
-		return authResult{}, &authFailure{proto.CodeUnavailable, "", "device store unavailable"}
+		return authResult{}, &authFailure{code: proto.CodeUnavailable, message: "device store unavailable"}
 	}
 	if found && dev.RevokedAtMs != 0 {
-		return authResult{}, &authFailure{proto.CodeForbidden, proto.DetailDeviceRevoked, "device is revoked"}
+		return authResult{}, &authFailure{code: proto.CodeForbidden, detail: proto.DetailDeviceRevoked, message: "device is revoked"}
 	}
-	if found && tok != "" && subtle.ConstantTimeCompare([]byte(hashToken(tok)), []byte(dev.TokenHash)) == 1 {
-		h.touchDevice(ctx, id, p)
-		return authResult{device: dev}, nil
+	if found && dev.TailnetNode != "" && peer.Node != "" && dev.TailnetNode != peer.Node {
+		_ = h.audit(ctx, PairingEvent{Action: EventTailnetRefused, Node: clawops.NodeID(id), Instance: clawops.InstanceID(dev.Instance),
+			Decision: clawops.Deny, Reason: ReasonTailnetRefused, Remote: remote, Tailnet: peer.String(),
+			Detail: "device was paired from tailnet node " + dev.TailnetNode})
+		return authResult{}, &authFailure{code: proto.CodeForbidden, detail: proto.DetailTailnetRefused,
+			message: "device key presented from another tailnet node than the one it was paired from"}
 	}
-	if tok == "" {
-		if found {
-			return authResult{}, &authFailure{proto.CodeInvalidRequest, proto.DetailDeviceTokenMismatch, "device token required"}
+	if found {
+		if dev.TokenHash == "" {
+			return h.issueToken(ctx, dev, p, peer)
 		}
-		return authResult{}, &authFailure{proto.CodeNotPaired, proto.DetailPairingRequired, "unknown device: present a join token"}
+		for _, tok := range presented(p) {
+			if subtle.ConstantTimeCompare([]byte(hashToken(tok)), []byte(dev.TokenHash)) == 1 {
+				if dev.RotationPending {
+					return h.completeRotation(ctx, dev, p, peer)
+				}
+				h.touchDevice(ctx, id, p, peer)
+				return authResult{device: dev, method: "device-token"}, nil
+			}
+		}
 	}
-	return h.enroll(ctx, id, pub, tok, p, found)
+	if jt := joinTokenOf(p); jt != "" {
+		return h.enroll(ctx, id, pub, jt, p, found, peer, remote)
+	}
+	if found {
+		return authResult{}, &authFailure{code: proto.CodeInvalidRequest, detail: proto.DetailDeviceTokenMismatch,
+			message: "device token missing or wrong"}
+	}
+	for _, t := range presented(p) {
+		if strings.HasPrefix(t, DeviceTokenPrefix) {
+			// Another device's token, or a node that lost its key: never a pairing request.
+			_ = h.audit(ctx, PairingEvent{Action: EventRefused, Node: clawops.NodeID(id), Decision: clawops.Deny,
+				Reason: ReasonJoinTokenInvalid, Remote: remote, Tailnet: peer.String(), Detail: "device token presented by an unknown key"})
+			return authResult{}, &authFailure{code: proto.CodeNotPaired, detail: proto.DetailBootstrapTokenInvalid,
+				message: "device token presented by an unknown key"}
+		}
+	}
+	return authResult{}, h.requestPairing(ctx, p, pub, peer, remote)
 }
 
-func (h *Hub) enroll(ctx context.Context, id string, pub ed25519.PublicKey, tok string, p proto.ConnectParams, known bool) (authResult, error) {
+// issueToken gives a manually approved device its device token on its first connect.
+func (h *Hub) issueToken(ctx context.Context, dev Device, p proto.ConnectParams, peer PeerIdentity) (authResult, error) {
+	tok := DeviceTokenPrefix + randomToken()
+	if err := h.audit(ctx, PairingEvent{Action: EventTokenIssued, Node: clawops.NodeID(dev.ID), Instance: clawops.InstanceID(dev.Instance),
+		Decision: clawops.Allow, Tailnet: peer.String(), Detail: "first connect after approval by " + dev.ApprovedBy}); err != nil {
+		return authResult{}, &authFailure{code: proto.CodeUnavailable, message: "audit unavailable"}
+	}
+	res := h.db.WithContext(ctx).Model(&Device{}).Where("id = ? AND token_hash = ''", dev.ID).
+		Updates(map[string]any{"token_hash": hashToken(tok), "last_seen_at_ms": h.clock.Now().UnixMilli()})
+	if res.Error != nil || res.RowsAffected != 1 {
+		return authResult{}, &authFailure{code: proto.CodeUnavailable, message: "device store unavailable"}
+	}
+	h.touchDevice(ctx, dev.ID, p, peer)
+	return authResult{device: dev, deviceToken: tok, method: "pairing"}, nil
+}
+
+func (h *Hub) enroll(ctx context.Context, id string, pub ed25519.PublicKey, tok string, p proto.ConnectParams, known bool,
+	peer PeerIdentity, remote string) (authResult, error) {
 	now := h.clock.Now().UnixMilli()
-	deviceToken := "gfd_" + randomToken()
+	refuse := func(instance, why string) error {
+		_ = h.audit(ctx, PairingEvent{Action: EventRefused, Node: clawops.NodeID(id), Instance: clawops.InstanceID(instance),
+			Decision: clawops.Deny, Reason: ReasonJoinTokenInvalid, Remote: remote, Tailnet: peer.String(), Detail: why})
+		return &authFailure{code: proto.CodeNotPaired, detail: proto.DetailBootstrapTokenInvalid, message: why}
+	}
+	unavailable := &authFailure{code: proto.CodeUnavailable, message: "device store unavailable"}
+	// Decide and audit outside the transaction: the audit log may live in the same
+	// database, and a write transaction holds its only write lock.
+	var jt JoinToken
+	if err := h.db.WithContext(ctx).Where("hash = ?", hashToken(tok)).Take(&jt).Error; err != nil {
+		if !errors.Is(err, gorm.ErrRecordNotFound) {
+			return authResult{}, unavailable
+		}
+		if known {
+			return authResult{}, &authFailure{code: proto.CodeInvalidRequest, detail: proto.DetailDeviceTokenMismatch, message: "device token does not match"}
+		}
+		return authResult{}, refuse("", "join token is not valid")
+	}
+	switch {
+	case jt.ExpiresAtMs <= now:
+		return authResult{}, refuse(jt.Instance, "join token expired")
+	case jt.UsedAtMs != 0 && jt.UsedBy != id:
+		return authResult{}, refuse(jt.Instance, "join token already used")
+	}
+	if err := h.audit(ctx, PairingEvent{Action: EventAutoApproved, Node: clawops.NodeID(id), Instance: clawops.InstanceID(jt.Instance),
+		Decision: clawops.Allow, Remote: remote, Tailnet: peer.String(), Detail: "join token minted for the instance"}); err != nil {
+		return authResult{}, &authFailure{code: proto.CodeUnavailable, message: "audit unavailable"}
+	}
+	deviceToken := DeviceTokenPrefix + randomToken()
+	errUsed := errors.New("join token already used")
 	var out authResult
+	var retired []string
 	err := h.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var jt JoinToken
-		if err := tx.Where("hash = ?", hashToken(tok)).Take(&jt).Error; err != nil {
-			if !errors.Is(err, gorm.ErrRecordNotFound) {
-				return err
-			}
-			if known {
-				return &authFailure{proto.CodeInvalidRequest, proto.DetailDeviceTokenMismatch, "device token does not match"}
-			}
-			return &authFailure{proto.CodeNotPaired, proto.DetailBootstrapTokenInvalid, "join token is not valid"}
+		res := tx.Model(&JoinToken{}).Where("hash = ? AND (used_at_ms = 0 OR used_by = ?)", jt.Hash, id).
+			Updates(map[string]any{"used_at_ms": now, "used_by": id})
+		if res.Error != nil {
+			return res.Error
 		}
-		if jt.ExpiresAtMs <= now {
-			return &authFailure{proto.CodeNotPaired, proto.DetailBootstrapTokenInvalid, "join token expired"}
-		}
-		switch {
-		case jt.UsedAtMs != 0 && jt.UsedBy != id:
-			return &authFailure{proto.CodeNotPaired, proto.DetailBootstrapTokenInvalid, "join token already used"}
-		case jt.UsedAtMs == 0:
-			res := tx.Model(&JoinToken{}).Where("hash = ? AND used_at_ms = 0", jt.Hash).
-				Updates(map[string]any{"used_at_ms": now, "used_by": id})
-			if res.Error != nil {
-				return res.Error
-			}
-			if res.RowsAffected != 1 {
-				return &authFailure{proto.CodeNotPaired, proto.DetailBootstrapTokenInvalid, "join token already used"}
-			}
+		if res.RowsAffected != 1 {
+			return errUsed
 		}
 		// One node per instance: a new enrollment retires the previous device.
-		if err := tx.Model(&Device{}).Where("instance = ? AND id <> ? AND revoked_at_ms = 0", jt.Instance, id).
-			Update("revoked_at_ms", now).Error; err != nil {
+		var err error
+		if retired, err = retireOthers(tx, jt.Instance, id, now); err != nil {
 			return err
 		}
 		dev := Device{ID: id, PublicKey: proto.EncodePublicKey(pub), Instance: jt.Instance,
 			TokenHash: hashToken(deviceToken), Platform: clip(p.Client.Platform, 64), Version: clip(p.Client.Version, 64),
-			EnrolledAtMs: now, LastSeenAtMs: now}
+			EnrolledAtMs: now, LastSeenAtMs: now, DisplayName: clip(p.Client.DisplayName, 128), PairedVia: PairedByJoinToken}
+		dev.setTailnet(peer)
 		if err := tx.Save(&dev).Error; err != nil {
 			return err
 		}
-		out = authResult{device: dev, deviceToken: deviceToken}
+		out = authResult{device: dev, deviceToken: deviceToken, method: "bootstrap-token"}
 		return nil
 	})
+	if errors.Is(err, errUsed) {
+		return authResult{}, refuse(jt.Instance, "join token already used")
+	}
 	if err != nil {
-		var f *authFailure
-		if errors.As(err, &f) {
-			return authResult{}, f
-		}
 		h.log.Error("enroll device", "node", short(clawops.NodeID(id)), "err", err)
-		return authResult{}, &authFailure{proto.CodeUnavailable, "", "device store unavailable"}
+		return authResult{}, unavailable
 	}
-	// Drop a connection of a device this enrollment retired.
-	h.mu.RLock()
-	old, ok := h.byInstance[clawops.InstanceID(out.device.Instance)]
-	h.mu.RUnlock()
-	if ok && old != clawops.NodeID(id) {
-		h.disconnect(old, "replaced by a newly enrolled device")
-	}
-	h.log.Info("device enrolled", "node", short(clawops.NodeID(id)), "instance", out.device.Instance)
+	h.dropRetired(ctx, retired, clawops.InstanceID(out.device.Instance), clawops.NodeID(id))
 	return out, nil
 }
 
-func (h *Hub) touchDevice(ctx context.Context, id string, p proto.ConnectParams) {
-	err := h.db.WithContext(ctx).Model(&Device{}).Where("id = ?", id).Updates(map[string]any{
+func (h *Hub) touchDevice(ctx context.Context, id string, p proto.ConnectParams, peer PeerIdentity) {
+	upd := map[string]any{
 		"last_seen_at_ms": h.clock.Now().UnixMilli(),
 		"platform":        clip(p.Client.Platform, 64),
 		"version":         clip(p.Client.Version, 64),
-	}).Error
-	if err != nil {
+	}
+	if peer.Node != "" {
+		var d Device
+		d.setTailnet(peer)
+		upd["tailnet_node"], upd["tailnet_name"], upd["tailnet_user"], upd["tailnet_tags"] =
+			d.TailnetNode, d.TailnetName, d.TailnetUser, d.TailnetTags
+	}
+	if err := h.db.WithContext(ctx).Model(&Device{}).Where("id = ?", id).Updates(upd).Error; err != nil {
 		h.log.Warn("update device", "node", short(clawops.NodeID(id)), "err", err)
 	}
-}
-
-// instanceNode returns the newest active device enrolled for instance.
-func (h *Hub) instanceNode(ctx context.Context, instance clawops.InstanceID) (clawops.NodeID, bool) {
-	var dev Device
-	err := h.db.WithContext(ctx).Where("instance = ? AND revoked_at_ms = 0", string(instance)).
-		Order("enrolled_at_ms DESC").Take(&dev).Error
-	if err != nil {
-		return "", false
-	}
-	return clawops.NodeID(dev.ID), true
 }
 
 func hashToken(tok string) string {

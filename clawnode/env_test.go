@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http/httptest"
@@ -56,6 +57,37 @@ type env struct {
 	health     string // URL of a stand-in OpenClaw health endpoint
 	heartbeats chan proto.Heartbeat
 	refusals   chan Refusal
+	audits     *auditRec
+}
+
+// auditRec records pairing decisions; fail makes it refuse them.
+type auditRec struct {
+	mu   sync.Mutex
+	evs  []PairingEvent
+	fail atomic.Bool
+}
+
+func (a *auditRec) record(_ context.Context, ev PairingEvent) error {
+	if a.fail.Load() {
+		return errors.New("audit store is down")
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.evs = append(a.evs, ev)
+	return nil
+}
+
+// find returns the recorded events with action.
+func (a *auditRec) find(action string) []PairingEvent {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []PairingEvent
+	for _, ev := range a.evs {
+		if ev.Action == action {
+			out = append(out, ev)
+		}
+	}
+	return out
 }
 
 func newEnv(t testing.TB, mutate ...func(*HubOptions)) *env {
@@ -71,7 +103,7 @@ func newEnv(t testing.TB, mutate ...func(*HubOptions)) *env {
 	}
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	e := &env{t: t, db: db, key: key, clock: &offsetClock{},
-		heartbeats: make(chan proto.Heartbeat, 100), refusals: make(chan Refusal, 100)}
+		heartbeats: make(chan proto.Heartbeat, 100), refusals: make(chan Refusal, 100), audits: &auditRec{}}
 	oc := httptest.NewServer(standin.Handler(tWriter{t}))
 	t.Cleanup(oc.Close)
 	e.health = oc.URL + "/health"
@@ -90,6 +122,7 @@ func (e *env) startHub(ln net.Listener, mutate ...func(*HubOptions)) {
 			}
 		},
 		OnRefused: func(_ context.Context, r Refusal) { e.refusals <- r },
+		Audit:     e.audits.record,
 	}
 	for _, m := range mutate {
 		m(&opts)

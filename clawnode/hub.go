@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -45,19 +46,56 @@ type HubOptions struct {
 	Clock  clawops.Clock
 	Logger *slog.Logger
 
-	// OnHeartbeat receives every heartbeat, on the node's reader goroutine: keep it short.
+	// OnHeartbeat receives every heartbeat. It runs on a small pool of hub goroutines
+	// (HeartbeatWorkers), not on the node's reader, fed by a bounded queue: when the queue
+	// is full a heartbeat is dropped and counted (Stats), never allowed to stall a node.
 	OnHeartbeat func(context.Context, proto.Heartbeat)
+	// HeartbeatWorkers run OnHeartbeat (default 4); HeartbeatQueue bounds what waits (default 8192).
+	HeartbeatWorkers int
+	HeartbeatQueue   int
 	// OnConnect and OnDisconnect observe node sessions.
 	OnConnect    func(context.Context, NodeStatus)
 	OnDisconnect func(context.Context, NodeStatus)
 	// OnRefused receives every command refusal a node reports.
 	OnRefused func(context.Context, Refusal)
+	// OnStale observes a connected node that has been silent for StaleAfter (the hub then
+	// pings it; it is closed, and offline, after IdleTimeout). It runs on the tick loop:
+	// keep it short and never block.
+	OnStale func(context.Context, NodeStatus)
+
+	// Audit records every pairing decision before it takes effect (see PairingEvent); an
+	// error refuses the decision. Nil only logs them.
+	Audit func(context.Context, PairingEvent) error
+	// OnPairingRequest is told of each new pairing request, e.g. to ask an operator.
+	OnPairingRequest func(context.Context, PairingRequest)
+	// DisableManualPairing refuses unknown devices without a join token instead of
+	// recording a pairing request for an operator.
+	DisableManualPairing bool
+	PairingTTL           time.Duration // a request expires this long after the node's last attempt (default 10m)
+	MaxPendingPairings   int           // pending requests kept at once (default 1000)
+	RejectCooldown       time.Duration // a rejected device is refused this long (default 1h)
+
+	// Peers, when set, checks every connection before its WebSocket is accepted (for
+	// example a tailnet identity check with clawnode/tailnet); the identity it returns is
+	// recorded with the device.
+	Peers PeerVerifier
+	// StaleAfter is how long a connected node may be silent before it counts as stale
+	// (default 2 ticks).
+	StaleAfter time.Duration
 }
+
+// Liveness of a node (NodeStatus.State).
+const (
+	StateOnline  = "online"  // connected and heard from recently
+	StateStale   = "stale"   // connected but silent for StaleAfter: being pinged
+	StateOffline = "offline" // not connected
+)
 
 // NodeStatus is the hub's view of one node.
 type NodeStatus struct {
 	Node        clawops.NodeID     `json:"node"`
 	Instance    clawops.InstanceID `json:"instance"`
+	State       string             `json:"state"`
 	Connected   bool               `json:"connected"`
 	ConnectedAt time.Time          `json:"connectedAt"`
 	LastSeen    time.Time          `json:"lastSeen"`
@@ -65,6 +103,7 @@ type NodeStatus struct {
 	Version     string             `json:"version,omitempty"`
 	RemoteAddr  string             `json:"remoteAddr,omitempty"`
 	Commands    []string           `json:"commands,omitempty"` // the node's declared allowlist
+	Tailnet     PeerIdentity       `json:"tailnet,omitzero"`
 }
 
 // Refusal is a command a node refused to run, as it reported it.
@@ -89,6 +128,9 @@ type Hub struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	slots  chan struct{} // handshake semaphore
+
+	heartbeats        chan proto.Heartbeat
+	heartbeatsDropped atomic.Int64
 
 	mu         sync.RWMutex
 	closed     bool
@@ -116,8 +158,20 @@ func NewHub(opts HubOptions) (*Hub, error) {
 	def(&opts.WriteTimeout, 10*time.Second)
 	def(&opts.InvokeTimeout, 60*time.Second)
 	def(&opts.CommandTTL, 2*time.Minute)
+	def(&opts.StaleAfter, 2*opts.TickInterval)
+	def(&opts.PairingTTL, defaultPairingTTL)
+	def(&opts.RejectCooldown, time.Hour)
 	if opts.MaxHandshakes <= 0 {
 		opts.MaxHandshakes = 256
+	}
+	if opts.MaxPendingPairings <= 0 {
+		opts.MaxPendingPairings = 1000
+	}
+	if opts.HeartbeatWorkers <= 0 {
+		opts.HeartbeatWorkers = 4
+	}
+	if opts.HeartbeatQueue <= 0 {
+		opts.HeartbeatQueue = 8192
 	}
 	if opts.Version == "" {
 		opts.Version = "clawops"
@@ -134,11 +188,63 @@ func NewHub(opts HubOptions) (*Hub, error) {
 		conns:      make(map[clawops.NodeID]*nodeConn),
 		byInstance: make(map[clawops.InstanceID]clawops.NodeID),
 		offline:    make(map[clawops.NodeID]NodeStatus),
+		heartbeats: make(chan proto.Heartbeat, opts.HeartbeatQueue),
 	}
 	h.start = h.clock.Now()
 	h.wg.Add(1)
 	go h.tickLoop()
+	if opts.OnHeartbeat != nil {
+		for range opts.HeartbeatWorkers {
+			h.wg.Add(1)
+			go h.heartbeatWorker()
+		}
+	}
 	return h, nil
+}
+
+func (h *Hub) heartbeatWorker() {
+	defer h.wg.Done()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case hb := <-h.heartbeats:
+			h.opts.OnHeartbeat(h.ctx, hb)
+		}
+	}
+}
+
+// queueHeartbeat hands a heartbeat to the workers, dropping it when they are behind.
+func (h *Hub) queueHeartbeat(hb proto.Heartbeat) {
+	select {
+	case h.heartbeats <- hb:
+	default:
+		if n := h.heartbeatsDropped.Add(1); n&(n-1) == 0 { // log at 1, 2, 4, 8, ...
+			h.log.Warn("heartbeat handlers are behind; dropping heartbeats", "dropped", n)
+		}
+	}
+}
+
+// HubStats are the hub's counters.
+type HubStats struct {
+	Connected         int   `json:"connected"`
+	Stale             int   `json:"stale"`
+	HeartbeatsQueued  int   `json:"heartbeatsQueued"`
+	HeartbeatsDropped int64 `json:"heartbeatsDropped"`
+}
+
+// Stats returns the hub's counters.
+func (h *Hub) Stats() HubStats {
+	h.mu.RLock()
+	s := HubStats{Connected: len(h.conns)}
+	for _, c := range h.conns {
+		if c.stale.Load() {
+			s.Stale++
+		}
+	}
+	h.mu.RUnlock()
+	s.HeartbeatsQueued, s.HeartbeatsDropped = len(h.heartbeats), h.heartbeatsDropped.Load()
+	return s
 }
 
 // PublicKey is the gateway's public key, which nodes pin (see proto.EncodePublicKey).
@@ -245,9 +351,10 @@ func (h *Hub) tickLoop() {
 	}
 }
 
-// broadcastTick sends one tick to every node and closes nodes that went silent. A node whose
-// previous tick is still being written is skipped: it will miss ticks and reconnect, which
-// is the right outcome for a stuck connection. At most 64 writes are in flight at once.
+// broadcastTick sends one tick to every node, pings the nodes that went stale and closes
+// the ones silent for IdleTimeout. A node whose previous tick is still being written is
+// skipped: it will miss ticks and reconnect, which is the right outcome for a stuck
+// connection. At most 64 writes are in flight at once.
 func (h *Hub) broadcastTick() {
 	now := h.clock.Now()
 	f, _ := proto.NewEvent(proto.EventTick, proto.Tick{Ts: now.UnixMilli()})
@@ -262,12 +369,20 @@ func (h *Hub) broadcastTick() {
 	}
 	h.mu.RUnlock()
 	sem := make(chan struct{}, 64)
-	idleMs := h.opts.IdleTimeout.Milliseconds()
+	idleMs, staleMs := h.opts.IdleTimeout.Milliseconds(), h.opts.StaleAfter.Milliseconds()
 	for _, c := range conns {
-		if now.UnixMilli()-c.lastSeen.Load() > idleMs {
+		silent := now.UnixMilli() - c.lastSeen.Load()
+		if silent > idleMs {
 			h.log.Warn("node silent too long; closing", "node", short(c.node), "idle", h.opts.IdleTimeout)
 			c.closeNow()
 			continue
+		}
+		stale := silent > staleMs
+		if stale && c.stale.CompareAndSwap(false, true) {
+			h.log.Info("node stale; pinging it", "node", short(c.node), "silent", time.Duration(silent)*time.Millisecond)
+			if h.opts.OnStale != nil {
+				h.opts.OnStale(h.ctx, c.status(true))
+			}
 		}
 		if !c.tickBusy.CompareAndSwap(false, true) {
 			continue
@@ -281,7 +396,13 @@ func (h *Hub) broadcastTick() {
 			defer func() { <-sem; c.tickBusy.Store(false) }()
 			ctx, cancel := context.WithTimeout(h.ctx, h.opts.TickInterval)
 			defer cancel()
-			_ = c.writeRaw(ctx, data)
+			if c.writeRaw(ctx, data) != nil || !stale {
+				return
+			}
+			// A stock node host sends nothing between commands; its pong proves it is there.
+			if c.ws.Ping(ctx) == nil {
+				c.seen(h.clock.Now().UnixMilli())
+			}
 		}()
 	}
 }

@@ -4,10 +4,14 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatewayforge/clawops"
+	"github.com/gatewayforge/clawops/clawnode/daemon"
 	"github.com/gatewayforge/clawops/clawnode/proto"
 )
 
@@ -111,4 +115,95 @@ func TestNodeRefusesCommandForAnotherNode(t *testing.T) {
 	if r, _ := n.rt.counts(); r != 0 {
 		t.Errorf("restarts = %d, want 0", r)
 	}
+}
+
+// TestEveryCommandRefusesBadParams sends each of the nine commands malformed params over
+// the real protocol and checks the node refuses them with a reason code before anything
+// runs: no restart, no pull, no file written.
+func TestEveryCommandRefusesBadParams(t *testing.T) {
+	e := newEnv(t)
+	rt := &recRuntime{}
+	health := daemon.NewHealthChecker(e.health, nil, 2*time.Second, nil)
+	work := t.TempDir()
+	cfgPath := filepath.Join(work, "openclaw.json")
+	os.WriteFile(cfgPath, []byte(`{"ok":true}`), 0o600)
+	cf, err := daemon.NewConfigFile(daemon.ConfigFileOptions{Path: cfgPath, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backups := filepath.Join(t.TempDir(), "backups")
+	ar, err := daemon.NewArchiver(work, backups, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := daemon.NewCommands(daemon.CommandDeps{Runtime: rt, Health: health, Metrics: daemon.NewSampler("", "/"),
+		Config: cf, Backups: ar})
+	n := e.startNode(t.TempDir(), e.mint("demo1-pri"), nil, func(c *daemon.Config) { c.Commands = cmds })
+	e.waitConnected(n.id())
+	big := `{"config":{"blob":"` + strings.Repeat("a", proto.MaxConfigBytes) + `"},"version":"v1"}`
+
+	for _, tc := range []struct {
+		command, params string
+		want            clawops.ReasonCode
+	}{
+		{"openclaw.health", `{"x":1}`, clawops.ReasonBadParams},
+		{"openclaw.health", `[]`, clawops.ReasonBadParams},
+		{"openclaw.restart", `{"force":true}`, clawops.ReasonBadParams},
+		{"openclaw.restart", `{"container":"$(reboot)"}`, clawops.ReasonShellMetachar},
+		{"openclaw.logs", `{"tail":0}`, clawops.ReasonBadParams},
+		{"openclaw.logs", `{"tail":5001}`, clawops.ReasonBadParams},
+		{"openclaw.logs", `{"tail":"20"}`, clawops.ReasonBadParams},
+		{"openclaw.logs", `{"tail":1.5}`, clawops.ReasonBadParams},
+		{"openclaw.logs", `{"Tail":5}`, clawops.ReasonBadParams},
+		{"openclaw.upgrade", `{}`, clawops.ReasonBadParams},
+		{"openclaw.upgrade", `{"image":"ghcr.io/openclaw/openclaw"}`, clawops.ReasonBadParams},
+		{"openclaw.upgrade", `{"image":"ghcr.io/openclaw/openclaw:latest"}`, clawops.ReasonBadParams},
+		{"openclaw.upgrade", `{"image":"GHCR.io/OpenClaw:1"}`, clawops.ReasonBadParams},
+		{"openclaw.upgrade", `{"image":"openclaw:1 --privileged"}`, clawops.ReasonBadParams},
+		{"openclaw.upgrade", `{"image":"openclaw:1;reboot"}`, clawops.ReasonShellMetachar},
+		{"openclaw.upgrade", `{"image":"openclaw:1","pull":false}`, clawops.ReasonBadParams},
+		{"config.get", `{"path":"/etc/shadow"}`, clawops.ReasonBadParams},
+		{"config.apply", `{}`, clawops.ReasonBadParams},
+		{"config.apply", `{"config":[],"version":"v1"}`, clawops.ReasonBadParams},
+		{"config.apply", `{"config":"x","version":"v1"}`, clawops.ReasonBadParams},
+		{"config.apply", `{"config":{},"version":""}`, clawops.ReasonBadParams},
+		{"config.apply", `{"config":{},"version":"v 1"}`, clawops.ReasonBadParams},
+		{"config.apply", `{"config":{},"version":"v1;reboot"}`, clawops.ReasonShellMetachar},
+		{"config.apply", `{"config":{},"version":"v1","path":"/etc/passwd"}`, clawops.ReasonBadParams},
+		{"config.apply", `{"config":{},"version":"v1","$(id)":1}`, clawops.ReasonShellMetachar},
+		{"config.apply", big, clawops.ReasonBadParams},
+		{"vps.metrics", `{"all":true}`, clawops.ReasonBadParams},
+		{"vps.info", `{"x":null}`, clawops.ReasonBadParams},
+		{"backup.create", `{"dest":"/tmp"}`, clawops.ReasonBadParams},
+		{"backup.create", `{"dest":"/tmp/x;id"}`, clawops.ReasonShellMetachar},
+	} {
+		t.Run(tc.command+" "+clipName(tc.params), func(t *testing.T) {
+			_, err := e.sendRequest(t, request(n.id(), tc.command, tc.params, e.key, time.Now().Add(time.Minute)))
+			if got := clawops.ReasonOf(err); got != tc.want {
+				t.Errorf("reason = %q (%v), want %q", got, err, tc.want)
+			}
+		})
+	}
+	if r, l := rt.counts(); r != 0 || l != 0 {
+		t.Errorf("runtime calls = %d restarts, %d logs; want none", r, l)
+	}
+	if b, _ := os.ReadFile(cfgPath); string(b) != `{"ok":true}` {
+		t.Errorf("config file = %s, want untouched", b)
+	}
+	if _, err := os.Stat(backups); !os.IsNotExist(err) {
+		t.Errorf("backup folder exists (%v): a backup ran", err)
+	}
+	// The opaque config may hold any text: prompts and patterns are data, not arguments.
+	raw, err := e.sendRequest(t, request(n.id(), "config.apply",
+		`{"config":{"ok":true,"prompt":"Be terse; don't run $(anything) | ever!"},"version":"v2"}`, e.key, time.Now().Add(time.Minute)))
+	if err != nil || !strings.Contains(string(raw), `"healthy":true`) {
+		t.Errorf("config.apply with punctuation in the config = %s, %v; want applied", raw, err)
+	}
+}
+
+func clipName(s string) string {
+	if len(s) > 40 {
+		return s[:40]
+	}
+	return s
 }

@@ -42,6 +42,8 @@ type Config struct {
 	Demo       Demo       `yaml:"demo"`
 	Channels   Channels   `yaml:"channels"`
 	Governance Governance `yaml:"governance"`
+	LLM        LLM        `yaml:"llm"`
+	Agents     Agents     `yaml:"agents"`
 }
 
 // Log configures the gateway's structured logs.
@@ -119,6 +121,40 @@ type LocalProvider struct {
 	ComposeDir string `yaml:"compose_dir"`
 }
 
+// LLM names the OpenAI-compatible model endpoint the agents use. With no base_url the team
+// runs without a model: slash commands, code-driven healing and template briefings.
+type LLM struct {
+	// BaseURL is the API root with its version path, e.g. https://api.openai.com/v1 or
+	// http://127.0.0.1:11434/v1 (Ollama).
+	BaseURL string `yaml:"base_url"`
+	// APIKeyEnv or APIKeyFile hold the API key (a secret; local servers may need none).
+	APIKeyEnv  string `yaml:"api_key_env"`
+	APIKeyFile string `yaml:"api_key_file"`
+	// Models is the failover list, the first the primary.
+	Models []string `yaml:"models"`
+	// Prices give the cost per million input and output tokens, for run costs and budgets.
+	Prices []ModelPrice `yaml:"prices" env:"-"`
+}
+
+// ModelPrice is one model's price in US dollars per million tokens.
+type ModelPrice struct {
+	Model         string  `yaml:"model"`
+	InputPerMTok  float64 `yaml:"input_per_mtok"`
+	OutputPerMTok float64 `yaml:"output_per_mtok"`
+}
+
+// Agents configures the agent team.
+type Agents struct {
+	// Workspace is a folder whose souls/ and skills/ override the shipped ones; "" uses the
+	// shipped ones only.
+	Workspace string `yaml:"workspace"`
+	// MemoryDir keeps each agent's MEMORY.md and daily notes; Load derives
+	// <data_dir>/memory when empty.
+	MemoryDir string `yaml:"memory_dir"`
+	// Schedules turns the cron triggers (sweeps, cost analysis, briefings) on or off.
+	Schedules bool `yaml:"schedules"`
+}
+
 // Governance configures the gate beyond approval lifetimes.
 type Governance struct {
 	// Environment feeds the risk score: production (default) or staging.
@@ -184,6 +220,7 @@ func Default() *Config {
 		Database:   Database{Driver: "sqlite"},
 		Approvals:  Approvals{TTL: 30 * time.Minute},
 		Governance: Governance{Environment: "production"},
+		Agents:     Agents{Schedules: true},
 		Nodes: Nodes{
 			TickInterval:      15 * time.Second,
 			HeartbeatInterval: 10 * time.Second,
@@ -213,5 +250,8 @@ func (c *Config) fillDerived() {
 	}
 	if c.Fleet.Local.ComposeDir == "" && c.DataDir != "" {
 		c.Fleet.Local.ComposeDir = filepath.Join(c.DataDir, "compose")
+	}
+	if c.Agents.MemoryDir == "" && c.DataDir != "" {
+		c.Agents.MemoryDir = filepath.Join(c.DataDir, "memory")
 	}
 }

@@ -82,6 +82,10 @@ func TestFullExample(t *testing.T) {
 		},
 		Governance: Governance{Environment: "production", SecondFactorFrom: "critical",
 			TOTP: []TOTPRef{{Identity: "omar", SecretEnv: "CLAWOPS_TOTP_OMAR"}}},
+		LLM: LLM{BaseURL: "https://api.openai.com/v1", APIKeyEnv: "CLAWOPS_LLM_API_KEY",
+			Models: []string{"gpt-4.1", "gpt-4.1-mini"},
+			Prices: []ModelPrice{{Model: "gpt-4.1", InputPerMTok: 2, OutputPerMTok: 8}}},
+		Agents: Agents{Workspace: "/etc/clawops/workspace", MemoryDir: "/var/lib/clawops/memory", Schedules: true},
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Load(full.good.yaml) mismatch (-want +got):\n%s", diff)
@@ -109,6 +113,7 @@ func TestDefaultsWithoutFile(t *testing.T) {
 	want := Default()
 	want.PublicURL = "ws://127.0.0.1:8080/v1/nodes/ws"
 	want.Fleet.Local.ComposeDir = filepath.Join(".data", "compose")
+	want.Agents.MemoryDir = filepath.Join(".data", "memory")
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Load(\"\") mismatch (-want +got):\n%s", diff)
 	}

@@ -95,6 +95,8 @@ func (d *yamlDecoder) decode(n ast.Node, v reflect.Value, path string) {
 		v.SetBool(b.Value)
 	case v.Kind() == reflect.Int:
 		d.integer(n, v, path)
+	case v.Kind() == reflect.Float64:
+		d.float(n, v, path)
 	default:
 		d.fail(n, path, "unsupported type %s (a bug in config)", v.Type())
 	}
@@ -186,6 +188,23 @@ func (d *yamlDecoder) settings(n ast.Node, v reflect.Value, path string) {
 	v.SetBytes(raw)
 }
 
+func (d *yamlDecoder) float(n ast.Node, v reflect.Value, path string) {
+	switch x := n.(type) {
+	case *ast.FloatNode:
+		v.SetFloat(x.Value)
+	case *ast.IntegerNode:
+		text, _ := yamlstrict.Scalar(x)
+		f, err := strconv.ParseFloat(text, 64)
+		if err != nil {
+			d.fail(n, path, "expected a number, got %s", text)
+			return
+		}
+		v.SetFloat(f)
+	default:
+		d.fail(n, path, "expected a number, got %s", yamlstrict.Kind(n))
+	}
+}
+
 func (d *yamlDecoder) integer(n ast.Node, v reflect.Value, path string) {
 	in, ok := n.(*ast.IntegerNode)
 	if !ok {
@@ -245,6 +264,21 @@ func parseScalar(s string, v reflect.Value) error {
 			return fmt.Errorf("%q is not a whole number", s)
 		}
 		v.SetInt(i)
+	case v.Kind() == reflect.Float64:
+		f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", s)
+		}
+		v.SetFloat(f)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
+		// A list of words from the environment is comma-separated: a,b,c.
+		var items []string
+		for item := range strings.SplitSeq(s, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				items = append(items, item)
+			}
+		}
+		v.Set(reflect.ValueOf(items).Convert(v.Type()))
 	default:
 		return fmt.Errorf("cannot be set from the environment")
 	}

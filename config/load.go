@@ -90,6 +90,9 @@ func applyEnv(c *Config, env []string) (map[string]string, error) {
 			ignored = append(ignored, t.TokenEnv)
 		}
 	}
+	if c.LLM.APIKeyEnv != "" {
+		ignored = append(ignored, c.LLM.APIKeyEnv)
+	}
 	for _, t := range c.Governance.TOTP {
 		if t.SecretEnv != "" {
 			ignored = append(ignored, t.SecretEnv)

@@ -228,3 +228,24 @@ func TestTOTPSecretEnvIsNotAnUnknownVariable(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 }
+
+func TestLLMKeyAndModelsFromEnv(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, []byte("llm:\n  base_url: http://127.0.0.1:11434/v1\n  api_key_env: CLAWOPS_LLM_KEY\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(file, []string{"CLAWOPS_LLM_KEY=sk-test-123", "CLAWOPS_LLM_MODELS=llama3, qwen2 ,"})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if len(c.LLM.Models) != 2 || c.LLM.Models[0] != "llama3" || c.LLM.Models[1] != "qwen2" {
+		t.Fatalf("models from CLAWOPS_LLM_MODELS: got %q", c.LLM.Models)
+	}
+	key, err := c.ResolveLLMKey(func(k string) string { return map[string]string{"CLAWOPS_LLM_KEY": "sk-test-123"}[k] })
+	if err != nil || key != "sk-test-123" {
+		t.Fatalf("ResolveLLMKey: %q, %v", key, err)
+	}
+	if _, err := c.ResolveLLMKey(func(string) string { return "" }); err == nil || strings.Contains(err.Error(), "sk-") {
+		t.Fatalf("missing key: got %v, want an error naming the variable only", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -260,4 +261,39 @@ func (g *Governance) validate(path string) []*Error {
 		}
 	}
 	return errs
+}
+
+func (l *LLM) validate(path string) []*Error {
+	if l.BaseURL == "" {
+		return nil
+	}
+	var errs []*Error
+	if u, err := url.Parse(l.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		errs = append(errs, keyError(path+".base_url", "%q is not an http(s) URL: write e.g. https://api.openai.com/v1", l.BaseURL))
+	}
+	if len(l.Models) == 0 {
+		errs = append(errs, keyError(path+".models", "is empty: name at least one model, e.g. [gpt-4.1]"))
+	}
+	if l.APIKeyEnv != "" && l.APIKeyFile != "" {
+		errs = append(errs, keyError(path, "sets both api_key_env and api_key_file: keep one"))
+	}
+	for i, p := range l.Prices {
+		if p.Model == "" || p.InputPerMTok < 0 || p.OutputPerMTok < 0 {
+			errs = append(errs, keyError(fmt.Sprintf("%s.prices[%d]", path, i), "needs a model and non-negative prices per million tokens"))
+		}
+	}
+	return errs
+}
+
+// ResolveLLMKey reads the model API key from llm.api_key_env or llm.api_key_file ("" when
+// neither is set, for local servers). The key never appears in errors.
+func (c *Config) ResolveLLMKey(getenv func(string) string) (string, error) {
+	if c.LLM.APIKeyEnv == "" && c.LLM.APIKeyFile == "" {
+		return "", nil
+	}
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	key, _, err := readSecret("llm", "api_key", c.LLM.APIKeyEnv, c.LLM.APIKeyFile, "the model endpoint", getenv)
+	return key, err
 }

@@ -43,7 +43,11 @@ type fakeProvider struct {
 	mu        sync.Mutex
 	creates   []ServerSpec
 	deletes   []string
-	failOn    map[string]error // server name → Create error
+	resizes   []string
+	failOn    map[string]error   // server name → Create error
+	failSeq   map[string][]error // server name → errors of successive Creates (nil: success)
+	maybe     map[string]bool    // server name → create the server but answer ErrMaybeCreated
+	servers   map[string]Server  // by provider ID: what List returns
 	deleteErr error
 }
 
@@ -56,7 +60,24 @@ func (p *fakeProvider) Create(_ context.Context, spec ServerSpec) (Server, error
 	if err := p.failOn[spec.Name]; err != nil {
 		return Server{}, err
 	}
-	return Server{ProviderID: p.name + "-" + spec.Name, Name: spec.Name, Region: spec.Region, Size: spec.Size, Status: "starting"}, nil
+	if seq := p.failSeq[spec.Name]; len(seq) > 0 {
+		err := seq[0]
+		p.failSeq[spec.Name] = seq[1:]
+		if err != nil {
+			return Server{}, err
+		}
+	}
+	srv := Server{ProviderID: p.name + "-" + spec.Name, Name: spec.Name, Region: spec.Region, Size: spec.Size,
+		Status: "starting", Labels: spec.Labels}
+	if p.servers == nil {
+		p.servers = map[string]Server{}
+	}
+	p.servers[srv.ProviderID] = srv
+	if p.maybe[spec.Name] {
+		delete(p.maybe, spec.Name)
+		return Server{}, fmt.Errorf("%w: connection reset", ErrMaybeCreated)
+	}
+	return srv, nil
 }
 
 func (p *fakeProvider) Get(context.Context, string) (Server, error) { return Server{}, nil }
@@ -65,11 +86,28 @@ func (p *fakeProvider) Delete(_ context.Context, id string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.deletes = append(p.deletes, id)
+	if p.deleteErr == nil {
+		delete(p.servers, id)
+	}
 	return p.deleteErr
 }
 
-func (p *fakeProvider) Resize(context.Context, string, string) error { return nil }
-func (p *fakeProvider) List(context.Context) ([]Server, error)       { return nil, nil }
+func (p *fakeProvider) Resize(_ context.Context, id, size string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.resizes = append(p.resizes, id+"="+size)
+	return nil
+}
+
+func (p *fakeProvider) List(context.Context) ([]Server, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Server
+	for _, s := range p.servers {
+		out = append(out, s)
+	}
+	return out, nil
+}
 
 func (p *fakeProvider) calls() ([]ServerSpec, []string) {
 	p.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/gatewayforge/clawops"
 	"github.com/gatewayforge/clawops/clawnode/proto"
@@ -71,12 +72,22 @@ func (s *Service) RecordHeartbeat(ctx context.Context, hb proto.Heartbeat) error
 			"health_latency_ms": hb.OpenClaw.LatencyMs, "health_error": truncate(hb.OpenClaw.Error, 1000),
 			"last_metrics": string(metrics),
 		}
+		firstActive := to == StateActive && in.ActiveAt == nil
+		if firstActive {
+			cols["active_at"] = now
+		}
+		s.usageColumns(in, hb.Metrics, now, cols)
 		moved, err := s.setState(ctx, in.ID, in.State, to, cols)
 		if err != nil {
 			return clawops.E(op, clawops.ReasonInternal, err)
 		}
 		if !moved {
 			continue
+		}
+		if firstActive && (in.State == StateCreating || in.State == StateBootstrapping) {
+			// A provision time only for a server that just came up, not for one that was
+			// ACTIVE before ActiveAt was kept.
+			s.recordProviderSample(ctx, in.Provider, true, now.Sub(in.CreatedAt), "")
 		}
 		reason := "heartbeat: openclaw healthy"
 		if !hb.OpenClaw.OK {
@@ -119,4 +130,64 @@ func (s *Service) Sweep(ctx context.Context) ([]Transition, error) {
 			From: StateActive, To: StateDegraded, Reason: HealthErrorNoHeartbeat, At: now})
 	}
 	return out, nil
+}
+
+// UsageWeek is the length of the window whose mean CPU and memory decide whether a tier is
+// under-used.
+const UsageWeek = 7 * 24 * time.Hour
+
+// usageColumns adds to cols the usage bookkeeping of one heartbeat's metrics: the running
+// sums of the current week, the means of the last full week when a week has passed, and
+// the last activity when the CPU shows the user at work. Heartbeats without a memory
+// total carry no sample.
+func (s *Service) usageColumns(in Instance, m proto.Metrics, now time.Time, cols map[string]any) {
+	if m.MemTotalBytes == 0 {
+		return
+	}
+	cpu := m.CPUPercent
+	mem := 100 * float64(m.MemUsedBytes) / float64(m.MemTotalBytes)
+	if cpu >= s.opts.ActivityCPUPercent {
+		cols["last_active_at"] = now
+	}
+	switch {
+	case in.UsageSince == nil:
+		cols["usage_since"], cols["usage_cpu_sum"], cols["usage_mem_sum"], cols["usage_samples"] = now, cpu, mem, 1
+	case now.Sub(*in.UsageSince) >= UsageWeek:
+		if in.UsageSamples > 0 {
+			cols["usage_week_cpu"] = in.UsageCPUSum / float64(in.UsageSamples)
+			cols["usage_week_mem"] = in.UsageMemSum / float64(in.UsageSamples)
+			cols["usage_week_full"] = true
+		}
+		cols["usage_since"], cols["usage_cpu_sum"], cols["usage_mem_sum"], cols["usage_samples"] = now, cpu, mem, 1
+	default:
+		cols["usage_cpu_sum"] = in.UsageCPUSum + cpu
+		cols["usage_mem_sum"] = in.UsageMemSum + mem
+		cols["usage_samples"] = in.UsageSamples + 1
+	}
+}
+
+// RecordActivity notes that account's user was active at at (e.g. an OpenClaw session
+// event), so the cost model does not count the account idle. Older times are ignored.
+func (s *Service) RecordActivity(ctx context.Context, account string, at time.Time) error {
+	const op = "record activity"
+	if !ValidInstanceID(account) {
+		return clawops.E(op, clawops.KindInvalid, clawops.ReasonBadArguments, fmt.Errorf("%q is not an account id", account))
+	}
+	at = at.UTC().Truncate(time.Microsecond)
+	res := s.db.WithContext(ctx).Model(&Account{}).
+		Where("id = ? AND (last_activity_at IS NULL OR last_activity_at < ?)", account, at).
+		Update("last_activity_at", at)
+	if res.Error != nil {
+		return clawops.E(op, clawops.ReasonInternal, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		var n int64
+		if err := s.db.WithContext(ctx).Model(&Account{}).Where("id = ?", account).Count(&n).Error; err != nil {
+			return clawops.E(op, clawops.ReasonInternal, err)
+		}
+		if n == 0 {
+			return clawops.E(op, clawops.KindNotFound, clawops.ReasonBadArguments, fmt.Errorf("no account %q", account))
+		}
+	}
+	return nil
 }

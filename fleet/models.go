@@ -13,6 +13,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/gatewayforge/clawops"
+	"github.com/gatewayforge/clawops/clawnode/proto"
 )
 
 // State is where an instance is in its life.
@@ -42,10 +43,12 @@ var States = []State{StateCreating, StateBootstrapping, StateActive, StateDegrad
 // Role is an instance's place in its pair.
 type Role string
 
-// Pair roles.
+// Pair roles. A retired instance is a former primary replaced by a failover: it keeps its
+// record (and its server, which is never deleted automatically) until someone tears it down.
 const (
 	RolePrimary Role = "primary"
 	RoleStandby Role = "standby"
+	RoleRetired Role = "retired"
 )
 
 // Reason codes of the fleet room, beside the shared ones in package clawops.
@@ -56,6 +59,25 @@ const (
 	ReasonUnknownPair clawops.ReasonCode = "UNKNOWN_PAIR"
 	// ReasonUnknownProvider means the placement names a provider that is not configured.
 	ReasonUnknownProvider clawops.ReasonCode = "UNKNOWN_PROVIDER"
+	// ReasonOperationInProgress means another heal, failover or resize holds the pair.
+	ReasonOperationInProgress clawops.ReasonCode = "OPERATION_IN_PROGRESS"
+	// ReasonArchiveFailed means the workspace could not be archived, so nothing was deleted.
+	ReasonArchiveFailed clawops.ReasonCode = "ARCHIVE_FAILED"
+	// ReasonFailoverFailed means the standby could not be promoted; the pair is unchanged.
+	ReasonFailoverFailed clawops.ReasonCode = "FAILOVER_FAILED"
+	// ReasonUnknownTier means the tier is not in the price table.
+	ReasonUnknownTier clawops.ReasonCode = "UNKNOWN_TIER"
+	// ReasonUnknownPush means no rolling push has that ID.
+	ReasonUnknownPush clawops.ReasonCode = "UNKNOWN_PUSH"
+	// ReasonPushState means the push is not in a state that allows the request.
+	ReasonPushState clawops.ReasonCode = "PUSH_STATE"
+	// ReasonConfigRolledBack is the node's code for a config that failed its health check
+	// and was rolled back.
+	ReasonConfigRolledBack = proto.CodeConfigRolledBack
+	// ReasonNoPlacement means the routing policy yields no usable provider.
+	ReasonNoPlacement clawops.ReasonCode = "NO_PLACEMENT"
+	// ReasonUnknownBatch means no provisioning batch has that ID.
+	ReasonUnknownBatch clawops.ReasonCode = "UNKNOWN_BATCH"
 )
 
 // InstanceIDPattern is the form of an instance ID. Chat users type IDs, so they are short,
@@ -81,6 +103,8 @@ type Account struct {
 	ID        string    `gorm:"primaryKey;size:40"`
 	Name      string    `gorm:"size:200"`
 	CreatedAt time.Time `gorm:"autoCreateTime:false"`
+	// LastActivityAt is the last time the user was seen using OpenClaw (RecordActivity).
+	LastActivityAt *time.Time
 }
 
 // Pair is a primary instance and its standby, serving one account.
@@ -90,6 +114,8 @@ type Pair struct {
 	PrimaryID clawops.InstanceID `gorm:"size:40" json:"primary"`
 	StandbyID clawops.InstanceID `gorm:"size:40" json:"standby"`
 	CreatedAt time.Time          `gorm:"autoCreateTime:false" json:"created_at"`
+	// Replacements counts the standbys created by failovers; it names the next one.
+	Replacements int `json:"replacements"`
 }
 
 // Instance is one VPS of the fleet as the gateway records it.
@@ -113,6 +139,24 @@ type Instance struct {
 	Error           string    `gorm:"size:2000"` // last operation failure, e.g. a provider error
 	CreatedAt       time.Time `gorm:"autoCreateTime:false"`
 	UpdatedAt       time.Time `gorm:"autoUpdateTime:false"`
+
+	// ActiveAt is when the instance first became ACTIVE; ActiveAt-CreatedAt is its
+	// provision time, which feeds the provider health score.
+	ActiveAt *time.Time
+	// TerminatedAt is when teardown recorded it TERMINATED; it ends its cost.
+	TerminatedAt *time.Time
+	// LastActiveAt is the last heartbeat whose CPU showed the user at work.
+	LastActiveAt *time.Time
+	// Usage of the current week (from UsageSince): sums of the heartbeat CPU and memory
+	// percentages and their count; UsageWeekCPU/Mem are the means of the last full week,
+	// valid when UsageWeekFull.
+	UsageSince    *time.Time
+	UsageCPUSum   float64
+	UsageMemSum   float64
+	UsageSamples  int64
+	UsageWeekCPU  float64
+	UsageWeekMem  float64
+	UsageWeekFull bool
 }
 
 // Table names carry the room's prefix so they cannot clash with another room's.
@@ -128,7 +172,8 @@ func (Instance) TableName() string { return "fleet_instances" }
 
 // Migrate creates or updates the fleet tables.
 func Migrate(db *gorm.DB) error {
-	if err := db.AutoMigrate(&Account{}, &Pair{}, &Instance{}); err != nil {
+	if err := db.AutoMigrate(&Account{}, &Pair{}, &Instance{}, &ProvisionBatch{}, &ProvisionJob{},
+		&ProviderSample{}, &RoutingRecord{}, &Push{}, &PushTarget{}, &Archive{}); err != nil {
 		return fmt.Errorf("migrate fleet: %w", err)
 	}
 	return nil

@@ -13,10 +13,14 @@ import (
 
 // Node commands the fleet sends; gf-clawnode's allowlist holds the same names.
 const (
-	CmdHealth  = "openclaw.health"
-	CmdRestart = "openclaw.restart"
-	CmdLogs    = "openclaw.logs"
-	CmdMetrics = "vps.metrics"
+	CmdHealth      = proto.CmdHealth
+	CmdRestart     = proto.CmdRestart
+	CmdLogs        = proto.CmdLogs
+	CmdMetrics     = proto.CmdMetrics
+	CmdConfigGet   = proto.CmdConfigGet
+	CmdConfigApply = proto.CmdConfigApply
+	CmdBackup      = proto.CmdBackup
+	CmdUpgrade     = proto.CmdUpgrade
 )
 
 // Bounds of Logs' line count; gf-clawnode enforces the same.
@@ -147,51 +151,4 @@ func DecodeLogs(raw json.RawMessage) (string, error) {
 		return strings.Join(r.Lines, "\n"), nil
 	}
 	return r.Text, nil
-}
-
-// Teardown destroys id's server at its provider, then records the instance TERMINATED and
-// forgets its node. The gate has written its audit entry before this runs. Tearing down a
-// terminated instance does nothing; one still being created must wait for its provider ID.
-func (s *Service) Teardown(ctx context.Context, id clawops.InstanceID) error {
-	const op = "teardown instance"
-	in, err := s.load(ctx, op, id)
-	if err != nil {
-		return err
-	}
-	if in.State == StateTerminated {
-		return nil
-	}
-	if in.ProviderID == "" && in.State == StateCreating {
-		return clawops.E(op, clawops.KindTransient, clawops.ReasonExecutionFailed,
-			fmt.Errorf("instance %s is still being created; try again when it is BOOTSTRAPPING or FAILED", id))
-	}
-	if in.ProviderID != "" {
-		prov, ok := s.opts.Providers[in.Provider]
-		if !ok {
-			return clawops.E(op, clawops.KindInvalid, ReasonUnknownProvider,
-				fmt.Errorf("instance %s lives at provider %q, which is not configured", id, in.Provider))
-		}
-		if err := prov.Delete(ctx, in.ProviderID); err != nil {
-			err = clawops.E(op, fmt.Errorf("provider %s delete %s: %w", in.Provider, in.ProviderID, err))
-			rec := context.WithoutCancel(ctx)
-			if uerr := s.db.WithContext(rec).Model(&Instance{}).Where("id = ?", id).
-				Updates(map[string]any{"error": truncate(err.Error(), 2000), "updated_at": s.now()}).Error; uerr != nil {
-				s.log.Error("record teardown failure", "instance", id, "err", uerr)
-			}
-			return err
-		}
-	}
-	// The server is gone: record it even if ctx has ended meanwhile.
-	rec := context.WithoutCancel(ctx)
-	res := s.db.WithContext(rec).Model(&Instance{}).Where("id = ? AND state <> ?", id, StateTerminated).
-		Updates(map[string]any{"state": StateTerminated, "node_id": "", "health_ok": false,
-			"error": "", "updated_at": s.now()})
-	if res.Error != nil {
-		return clawops.E(op, clawops.ReasonInternal, fmt.Errorf("server deleted but state not recorded: %w", res.Error))
-	}
-	if res.RowsAffected == 1 {
-		s.emit(rec, in, in.State, StateTerminated, "teardown")
-	}
-	s.log.Info("instance torn down", "instance", id, "provider", in.Provider, "provider_id", in.ProviderID)
-	return nil
 }

@@ -182,6 +182,9 @@ func (s *Service) createServer(ctx context.Context, in Instance, pl Placement, t
 	}
 	srv, err := prov.Create(ctx, spec)
 	if err != nil {
+		if ctx.Err() == nil {
+			s.recordProviderSample(ctx, pl.Provider, false, 0, err.Error())
+		}
 		return fail(fmt.Errorf("provider %s: %w", pl.Provider, err))
 	}
 	// A heartbeat may already have moved the row on; the provider ID is recorded anyway.
@@ -202,6 +205,59 @@ func (s *Service) createServer(ctx context.Context, in Instance, pl Placement, t
 	}
 	s.log.Info("server created", "instance", in.ID, "provider", pl.Provider, "provider_id", srv.ProviderID)
 	return nil
+}
+
+// ensureServer gives a recorded instance the server it lacks: one that FAILED before its
+// provider accepted it, or one left CREATING by a gateway that stopped mid-call. The
+// provider is asked first (List, by the clawops.instance label) whether the earlier
+// attempt created a server after all; only if not is a new one created. An instance that
+// already has a provider ID is left alone.
+func (s *Service) ensureServer(ctx context.Context, in Instance) error {
+	op := fmt.Sprintf("ensure server %s", in.ID)
+	if in.ProviderID != "" || (in.State != StateFailed && in.State != StateCreating) {
+		return nil
+	}
+	if in.Role == RoleRetired {
+		return nil
+	}
+	if in.State == StateFailed {
+		moved, err := s.setState(ctx, in.ID, StateFailed, StateCreating, map[string]any{"error": ""})
+		if err != nil {
+			return clawops.E(op, clawops.ReasonInternal, err)
+		}
+		if !moved {
+			return nil // someone else moved it meanwhile
+		}
+		s.emit(ctx, in, StateFailed, StateCreating, "retry")
+		in.State = StateCreating
+	}
+	prov, ok := s.opts.Providers[in.Provider]
+	if !ok {
+		err := clawops.E(op, clawops.KindInvalid, ReasonUnknownProvider, fmt.Errorf("provider %q is not configured", in.Provider))
+		s.setState(context.WithoutCancel(ctx), in.ID, StateCreating, StateFailed, map[string]any{"error": truncate(err.Error(), 2000)})
+		return err
+	}
+	servers, err := prov.List(ctx)
+	if err != nil {
+		err = clawops.E(op, fmt.Errorf("provider %s list: %w", in.Provider, err))
+		s.setState(context.WithoutCancel(ctx), in.ID, StateCreating, StateFailed, map[string]any{"error": truncate(err.Error(), 2000)})
+		s.emit(ctx, in, StateCreating, StateFailed, err.Error())
+		return err
+	}
+	for _, srv := range servers {
+		if srv.Labels["clawops.instance"] == string(in.ID) && srv.ProviderID != "" {
+			moved, err := s.setState(ctx, in.ID, StateCreating, StateBootstrapping, map[string]any{"provider_id": srv.ProviderID, "error": ""})
+			if err != nil {
+				return clawops.E(op, clawops.ReasonInternal, err)
+			}
+			if moved {
+				s.emit(ctx, in, StateCreating, StateBootstrapping, "found the server an earlier attempt created")
+			}
+			s.log.Info("adopted server from an earlier attempt", "instance", in.ID, "provider_id", srv.ProviderID)
+			return nil
+		}
+	}
+	return s.createServer(ctx, in, Placement{Provider: in.Provider, Region: in.Region}, in.Tier)
 }
 
 func truncate(s string, n int) string {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -54,6 +55,42 @@ type Options struct {
 	JoinTokenTTL     time.Duration // DefaultJoinTokenTTL when zero
 	HeartbeatTimeout time.Duration // DefaultHeartbeatTimeout when zero
 
+	// Bus receives the fleet's events (state changes, provisioning, heal, failover, pushes).
+	// Nil: events are only logged.
+	Bus *Bus
+	// Prices is the price table per provider, region and tier; DefaultPriceTable when nil.
+	Prices *PriceTable
+	// DefaultRouting is the provider routing policy used until a version is stored.
+	DefaultRouting *RoutingPolicy
+	// Archive stores a workspace backup before a teardown deletes a server. Nil: teardown
+	// archives nothing (and says so in its result).
+	Archive ArchiveStore
+
+	// HealWait is how long the heal runbook waits for OpenClaw to answer healthy after a
+	// restart (DefaultHealWait when zero); HealPoll is how often it asks meanwhile.
+	HealWait time.Duration
+	HealPoll time.Duration
+
+	// PushConcurrency is how many instances of a batch a rolling push configures at once
+	// (DefaultPushConcurrency when zero).
+	PushConcurrency int
+
+	// ProvisionRetries is how many times a failed server creation is retried before
+	// PROVISION_FAILED (DefaultProvisionRetries when zero; negative: none);
+	// ProvisionRetryDelay is the wait before a retry when the provider gave no hint.
+	ProvisionRetries     int
+	ProvisionRetryDelay  time.Duration
+	ProvisionConcurrency int // pairs provisioned at once (DefaultProvisionConcurrency when zero)
+	// ProvisionTarget is the provision time a healthy provider meets; slower ones lose score.
+	ProvisionTarget time.Duration
+
+	// IdleAfter: an account with no activity for this long is idle (DefaultIdleAfter).
+	IdleAfter time.Duration
+	// ActivityCPUPercent: a heartbeat at or above this CPU counts as user activity.
+	ActivityCPUPercent float64
+	// UnderusedPercent: a week's mean CPU and memory below this marks a tier under-used.
+	UnderusedPercent float64
+
 	Clock  clawops.Clock
 	Logger *slog.Logger
 	// OnTransition, when set, is called after every recorded state change (heartbeats,
@@ -62,12 +99,39 @@ type Options struct {
 	OnTransition func(ctx context.Context, t Transition)
 }
 
+// Defaults of the operations' options.
+const (
+	DefaultHealWait             = 90 * time.Second
+	DefaultHealPoll             = 5 * time.Second
+	DefaultPushConcurrency      = 10
+	DefaultProvisionRetries     = 2
+	DefaultProvisionRetryDelay  = 30 * time.Second
+	DefaultProvisionConcurrency = 4
+	DefaultProvisionTarget      = 5 * time.Minute
+	DefaultIdleAfter            = 14 * 24 * time.Hour
+	DefaultActivityCPUPercent   = 10
+	DefaultUnderusedPercent     = 20
+)
+
 // Service is the fleet: its records and the operations on them.
 type Service struct {
-	db   *gorm.DB
-	opts Options
-	clk  clawops.Clock
-	log  *slog.Logger
+	db     *gorm.DB
+	opts   Options
+	clk    clawops.Clock
+	log    *slog.Logger
+	prices PriceTable
+
+	// busy holds the pairs a heal, failover or resize is working on, so two of them never
+	// act on one pair at once.
+	busyMu sync.Mutex
+	busy   map[string]string
+
+	// pushing holds the pushes RunPush is driving in this process.
+	pushMu  sync.Mutex
+	pushing map[uint]bool
+
+	pushKick      chan struct{}
+	provisionKick chan struct{}
 }
 
 // NewService returns a Service over opts.DB. The caller runs Migrate first.
@@ -84,11 +148,87 @@ func NewService(opts Options) (*Service, error) {
 	if opts.Image == "" {
 		opts.Image = DefaultImage
 	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&opts.HealWait, DefaultHealWait)
+	def(&opts.HealPoll, DefaultHealPoll)
+	def(&opts.ProvisionRetryDelay, DefaultProvisionRetryDelay)
+	def(&opts.ProvisionTarget, DefaultProvisionTarget)
+	def(&opts.IdleAfter, DefaultIdleAfter)
+	if opts.PushConcurrency <= 0 {
+		opts.PushConcurrency = DefaultPushConcurrency
+	}
+	if opts.ProvisionRetries == 0 {
+		opts.ProvisionRetries = DefaultProvisionRetries
+	}
+	if opts.ProvisionConcurrency <= 0 {
+		opts.ProvisionConcurrency = DefaultProvisionConcurrency
+	}
+	if opts.ActivityCPUPercent <= 0 {
+		opts.ActivityCPUPercent = DefaultActivityCPUPercent
+	}
+	if opts.UnderusedPercent <= 0 {
+		opts.UnderusedPercent = DefaultUnderusedPercent
+	}
+	prices := DefaultPriceTable()
+	if opts.Prices != nil {
+		if err := opts.Prices.Validate(); err != nil {
+			return nil, fmt.Errorf("new fleet service: %w", err)
+		}
+		prices = opts.Prices.clone()
+	}
+	if opts.DefaultRouting != nil {
+		if err := opts.DefaultRouting.validate(opts.Providers); err != nil {
+			return nil, fmt.Errorf("new fleet service: default routing: %w", err)
+		}
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{db: opts.DB, opts: opts, clk: clawops.ClockOrSystem(opts.Clock), log: log.With("room", "fleet")}, nil
+	return &Service{db: opts.DB, opts: opts, clk: clawops.ClockOrSystem(opts.Clock), log: log.With("room", "fleet"),
+		prices: prices, busy: map[string]string{}, pushing: map[uint]bool{},
+		pushKick: make(chan struct{}, 1), provisionKick: make(chan struct{}, 1)}, nil
+}
+
+// Bus returns the event bus the service publishes to (nil when none was configured).
+func (s *Service) Bus() *Bus { return s.opts.Bus }
+
+// Prices returns the price table the service uses.
+func (s *Service) Prices() PriceTable { return s.prices.clone() }
+
+// Now is the service clock in UTC.
+func (s *Service) Now() time.Time { return s.now() }
+
+// publish stamps and sends an event to the bus, if there is one.
+func (s *Service) publish(e Event) {
+	if s.opts.Bus == nil {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = s.now()
+	}
+	s.opts.Bus.Publish(e)
+}
+
+// hold marks pair as busy with op, or returns OPERATION_IN_PROGRESS when another operation
+// holds it. The returned func releases it.
+func (s *Service) hold(op, pair string) (func(), error) {
+	s.busyMu.Lock()
+	defer s.busyMu.Unlock()
+	if cur, ok := s.busy[pair]; ok {
+		return nil, clawops.E(op, clawops.KindTransient, ReasonOperationInProgress,
+			fmt.Errorf("pair %s is busy with %s", pair, cur))
+	}
+	s.busy[pair] = op
+	return func() {
+		s.busyMu.Lock()
+		delete(s.busy, pair)
+		s.busyMu.Unlock()
+	}, nil
 }
 
 // Transition is one recorded change of an instance's state.
@@ -101,148 +241,6 @@ type Transition struct {
 	To       State              `json:"to"`
 	Reason   string             `json:"reason,omitempty"`
 	At       time.Time          `json:"at"`
-}
-
-// HealthView is the last OpenClaw health an instance's node reported.
-type HealthView struct {
-	OK        bool   `json:"ok"`
-	Status    int    `json:"status,omitempty"`
-	LatencyMs int64  `json:"latency_ms"`
-	Error     string `json:"error,omitempty"`
-}
-
-// InstanceView is an instance as readers see it, with its pair peer's state so that
-// invariants ("no teardown of an ACTIVE primary unless its standby is ACTIVE") can be
-// checked from one value.
-type InstanceView struct {
-	ID            clawops.InstanceID `json:"id"`
-	Account       string             `json:"account"`
-	Pair          string             `json:"pair"`
-	Provider      string             `json:"provider"`
-	ProviderID    string             `json:"provider_id,omitempty"`
-	Region        string             `json:"region"`
-	Tier          string             `json:"tier"`
-	Role          Role               `json:"role"`
-	State         State              `json:"state"`
-	Node          clawops.NodeID     `json:"node,omitempty"`
-	LastHeartbeat *time.Time         `json:"last_heartbeat,omitempty"`
-	Health        HealthView         `json:"health"`
-	Metrics       json.RawMessage    `json:"metrics,omitempty"`
-	Peer          clawops.InstanceID `json:"peer,omitempty"`
-	PeerState     State              `json:"peer_state,omitempty"`
-	Error         string             `json:"error,omitempty"`
-	CreatedAt     time.Time          `json:"created_at"`
-	UpdatedAt     time.Time          `json:"updated_at"`
-}
-
-// PairView is a pair with both of its instances.
-type PairView struct {
-	Pair
-	Primary InstanceView `json:"primary_instance"`
-	Standby InstanceView `json:"standby_instance"`
-}
-
-func viewOf(in Instance, peer *Instance) InstanceView {
-	v := InstanceView{
-		ID: in.ID, Account: in.AccountID, Pair: in.PairID, Provider: in.Provider,
-		ProviderID: in.ProviderID, Region: in.Region, Tier: in.Tier, Role: in.Role,
-		State: in.State, Node: in.NodeID, LastHeartbeat: in.LastHeartbeat,
-		Health: HealthView{OK: in.HealthOK, Status: in.HealthStatus,
-			LatencyMs: in.HealthLatencyMs, Error: in.HealthError},
-		Error: in.Error, CreatedAt: in.CreatedAt, UpdatedAt: in.UpdatedAt,
-	}
-	if in.LastMetrics != "" && json.Valid([]byte(in.LastMetrics)) {
-		v.Metrics = json.RawMessage(in.LastMetrics)
-	}
-	if peer != nil {
-		v.Peer, v.PeerState = peer.ID, peer.State
-	}
-	return v
-}
-
-// Instances returns every recorded instance, terminated ones included, ordered by ID.
-func (s *Service) Instances(ctx context.Context) ([]InstanceView, error) {
-	var rows []Instance
-	if err := s.db.WithContext(ctx).Order("id").Find(&rows).Error; err != nil {
-		return nil, clawops.E("list instances", clawops.ReasonInternal, err)
-	}
-	byPair := make(map[string][]int, len(rows))
-	for i, r := range rows {
-		byPair[r.PairID] = append(byPair[r.PairID], i)
-	}
-	out := make([]InstanceView, 0, len(rows))
-	for _, r := range rows {
-		var peer *Instance
-		for _, j := range byPair[r.PairID] {
-			if rows[j].ID != r.ID {
-				peer = &rows[j]
-				break
-			}
-		}
-		out = append(out, viewOf(r, peer))
-	}
-	return out, nil
-}
-
-// Instance returns one instance. An ID of the wrong form is BAD_ARGUMENTS; an unknown one
-// is UNKNOWN_INSTANCE.
-func (s *Service) Instance(ctx context.Context, id clawops.InstanceID) (InstanceView, error) {
-	in, err := s.load(ctx, "get instance", id)
-	if err != nil {
-		return InstanceView{}, err
-	}
-	peer, err := s.peerOf(ctx, in)
-	if err != nil {
-		return InstanceView{}, clawops.E("get instance", clawops.ReasonInternal, err)
-	}
-	return viewOf(in, peer), nil
-}
-
-// PeerState returns the state of the other member of id's pair ("" when it has none).
-func (s *Service) PeerState(ctx context.Context, id clawops.InstanceID) (State, error) {
-	v, err := s.Instance(ctx, id)
-	if err != nil {
-		return "", err
-	}
-	return v.PeerState, nil
-}
-
-// Pair returns one pair with both instances; an unknown ID is UNKNOWN_PAIR.
-func (s *Service) Pair(ctx context.Context, id string) (PairView, error) {
-	const op = "get pair"
-	if !ValidInstanceID(id) {
-		return PairView{}, clawops.E(op, clawops.KindInvalid, clawops.ReasonBadArguments,
-			fmt.Errorf("%q is not a pair id", id))
-	}
-	var p Pair
-	err := s.db.WithContext(ctx).Where("id = ?", id).Take(&p).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return PairView{}, clawops.E(op, clawops.KindNotFound, ReasonUnknownPair, fmt.Errorf("no pair %q", id))
-	}
-	if err != nil {
-		return PairView{}, clawops.E(op, clawops.ReasonInternal, err)
-	}
-	var rows []Instance
-	if err := s.db.WithContext(ctx).Where("pair_id = ?", id).Find(&rows).Error; err != nil {
-		return PairView{}, clawops.E(op, clawops.ReasonInternal, err)
-	}
-	pv := PairView{Pair: p}
-	var pri, sby *Instance
-	for i := range rows {
-		switch rows[i].ID {
-		case p.PrimaryID:
-			pri = &rows[i]
-		case p.StandbyID:
-			sby = &rows[i]
-		}
-	}
-	if pri != nil {
-		pv.Primary = viewOf(*pri, sby)
-	}
-	if sby != nil {
-		pv.Standby = viewOf(*sby, pri)
-	}
-	return pv, nil
 }
 
 // load reads one instance row, mapping a bad or unknown ID to its reason code.
@@ -266,8 +264,20 @@ func (s *Service) peerOf(ctx context.Context, in Instance) (*Instance, error) {
 	if in.PairID == "" {
 		return nil, nil
 	}
+	var p Pair
+	err := s.db.WithContext(ctx).Where("id = ?", in.PairID).Take(&p).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	peerID := peerIDOf(p, in.ID)
+	if peerID == "" {
+		return nil, nil
+	}
 	var peer Instance
-	err := s.db.WithContext(ctx).Where("pair_id = ? AND id <> ?", in.PairID, in.ID).Take(&peer).Error
+	err = s.db.WithContext(ctx).Where("id = ?", peerID).Take(&peer).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil, nil
 	}
@@ -300,8 +310,15 @@ func (s *Service) emit(ctx context.Context, in Instance, from, to State, reason 
 		return
 	}
 	s.log.Info("instance state", "instance", in.ID, "from", from, "to", to, "reason", reason)
+	t := Transition{Instance: in.ID, Account: in.AccountID, Pair: in.PairID,
+		Role: in.Role, From: from, To: to, Reason: reason, At: s.now()}
 	if s.opts.OnTransition != nil {
-		s.opts.OnTransition(ctx, Transition{Instance: in.ID, Account: in.AccountID, Pair: in.PairID,
-			Role: in.Role, From: from, To: to, Reason: reason, At: s.now()})
+		s.opts.OnTransition(ctx, t)
 	}
+	sev := SeverityInfo
+	if to == StateDegraded || to == StateFailed {
+		sev = SeverityWarning
+	}
+	s.publish(Event{Type: EventInstanceState, Subject: string(in.ID), Severity: sev,
+		Summary: fmt.Sprintf("%s %s → %s: %s", in.ID, from, to, reason), Payload: payload(t), Time: t.At})
 }

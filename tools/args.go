@@ -25,13 +25,19 @@ func badArgs(op string, format string, a ...any) error {
 // repeated keys and unknown keys; a governed tool accepts none of them. Empty input and
 // null are the empty object.
 func decodeObject(op string, raw json.RawMessage, allowed ...string) (map[string]json.RawMessage, error) {
+	return decodeObjectLimit(op, raw, maxArgsBytes, allowed...)
+}
+
+// decodeObjectLimit is decodeObject for tools whose arguments may be longer (a config, a
+// list of accounts).
+func decodeObjectLimit(op string, raw json.RawMessage, limit int, allowed ...string) (map[string]json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	out := map[string]json.RawMessage{}
 	if len(raw) == 0 || string(raw) == "null" {
 		return out, nil
 	}
-	if len(raw) > maxArgsBytes {
-		return nil, badArgs(op, "arguments are %d bytes, more than %d", len(raw), maxArgsBytes)
+	if len(raw) > limit {
+		return nil, badArgs(op, "arguments are %d bytes, more than %d", len(raw), limit)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
@@ -123,6 +129,11 @@ var (
 		"pattern":     fleet.InstanceIDPattern,
 		"description": "Instance ID, e.g. demo1-pri or demo1-sby.",
 	}
+	schemaTeardown = schema(map[string]any{
+		"instance": instanceProp,
+		"skip_archive": map[string]any{"type": "boolean", "default": false,
+			"description": "Delete without archiving the workspace first. Only when the workspace may be lost."},
+	}, []string{"instance"})
 	schemaEmpty    = schema(map[string]any{}, nil)
 	schemaInstance = schema(map[string]any{"instance": instanceProp}, []string{"instance"})
 	schemaLogs     = schema(map[string]any{

@@ -43,3 +43,73 @@ func FuzzLogsPlan(f *testing.F) {
 		}
 	})
 }
+
+// FuzzOpsPlans feeds arbitrary arguments to the operation tools over a real fleet. A plan
+// is either refused with a known reason code, or is a fixed point: planning again from its
+// canonical arguments (as the gate does before applying an approved plan) gives the same
+// hash.
+func FuzzOpsPlans(f *testing.F) {
+	seeds := map[string][]string{
+		NameHeal:               {`{"instance":"acct000-pri"}`, `{"instance":"acct000-pri","failover":false}`},
+		NameDiagnose:           {`{"instance":"acct001-sby"}`},
+		NameFailover:           {`{"pair":"acct001"}`, `{"pair":"nope"}`},
+		NameProvision:          {`{"prefix":"beta","count":2,"tier":"standard","region":"eu"}`, `{"accounts":["x1"],"tier":"nano","primary":{"provider":"vultr","region":"ams"},"standby":{"provider":"hetzner","region":"fsn1"}}`},
+		NameTierResize:         {`{"pair":"acct000","tier":"small"}`, `{"instance":"acct001-pri","tier":"large"}`},
+		NameConfigPush:         {`{"config":{"b":1,"a":[2,{"d":3,"c":4}]},"targets":"all_active"}`, `{"config":{},"targets":["acct000-pri"],"rolling":false,"version":"v9"}`},
+		NameCostReport:         {`{}`, `{"days":7}`},
+		NameProviderRoutingSet: {`{"policy":{"groups":{"eu":{"primary":[{"provider":"vultr","region":"ams"}],"standby":[{"provider":"hetzner","region":"fsn1"}]}},"avoid_below_score":70},"reason":"slow"}`},
+		NamePushControl:        {`{"push":1,"action":"pause"}`},
+	}
+	for name, args := range seeds {
+		for _, a := range args {
+			f.Add(name, []byte(a))
+		}
+	}
+	ok := map[clawops.ReasonCode]bool{}
+	for _, r := range []clawops.ReasonCode{clawops.ReasonBadArguments, clawops.ReasonUnknownInstance, fleet.ReasonUnknownPair,
+		clawops.ReasonNodeOffline, clawops.ReasonInstanceNotActive, clawops.ReasonStandbyNotActive, clawops.ReasonRollingRequired,
+		fleet.ReasonUnknownTier, fleet.ReasonNoPlacement, fleet.ReasonPairExists, fleet.ReasonUnknownProvider, fleet.ReasonUnknownPush,
+		fleet.ReasonPushState, clawops.ReasonPlanMismatch, clawops.ReasonExecutionFailed} {
+		ok[r] = true
+	}
+	rig := newOpsRig(f)
+	rig.activePairs(f, "acct", 2)
+	f.Fuzz(func(t *testing.T, name string, args []byte) {
+		var tl governance.Tool
+		for _, x := range All(rig.svc) {
+			if x.Spec().Name == name {
+				tl = x
+			}
+		}
+		if tl == nil {
+			return
+		}
+		p, err := tl.Plan(context.Background(), actor, json.RawMessage(args))
+		if err != nil {
+			if !ok[clawops.ReasonOf(err)] {
+				t.Fatalf("%s Plan(%q): unexpected error %v", name, args, err)
+			}
+			return
+		}
+		seal := func(p governance.Plan) (json.RawMessage, string) {
+			canon, err := governance.CanonicalArgs(p.Args)
+			if err != nil {
+				t.Fatalf("%s: plan args %s are not canonical JSON: %v", name, p.Args, err)
+			}
+			p.Args, p.Tool = canon, name
+			h, err := governance.HashPlan(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return canon, h
+		}
+		canon, h1 := seal(p)
+		again, err := tl.Plan(context.Background(), actor, canon)
+		if err != nil {
+			t.Fatalf("%s re-plan of %s: %v", name, canon, err)
+		}
+		if _, h2 := seal(again); h1 != h2 {
+			t.Fatalf("%s: plan of %s is not a fixed point:\n%s\n%s", name, args, p.Args, again.Args)
+		}
+	})
+}

@@ -36,11 +36,18 @@ type Fleet interface {
 
 var _ Fleet = (*fleet.Service)(nil)
 
-// All returns the catalog over f, in a stable order, ready for Gate.Register.
-func All(f Fleet) []governance.Tool {
-	return []governance.Tool{
+// All returns the catalog over f, in a stable order, ready for Gate.Register: the five
+// instance tools, then the operation tools (diagnose, heal, failover, provision, tier
+// resize, config push and its control, cost report, provider routing) that f supports —
+// *fleet.Service supports them all.
+func All(f Fleet) []governance.Tool { return AllWith(f, Options{}) }
+
+// AllWith is All with options.
+func AllWith(f Fleet, o Options) []governance.Tool {
+	out := []governance.Tool{
 		&statusTool{f}, &healthTool{f}, &logsTool{f}, &restartTool{f}, &teardownTool{f},
 	}
+	return append(out, operationTools(f, o)...)
 }
 
 // Effect kinds used in plans.

@@ -15,8 +15,45 @@ import (
 // Command is one entry of the node's allowlist: a typed params decoder and a handler.
 // Build one with Handle.
 type Command struct {
-	decode func(paramsJSON []byte) (any, error)
-	run    func(ctx context.Context, params any) (any, error)
+	dec      func(paramsJSON []byte, opaque []string) (any, error)
+	run      func(ctx context.Context, params any) (any, error)
+	readOnly bool
+	opaque   []string
+}
+
+// ReadOnly returns c marked as a command that changes nothing on the node. Only read-only
+// commands run unsigned, and only when the node is configured to accept that from a stock
+// OpenClaw gateway (Config.AllowUnsignedReadOnly).
+func (c Command) ReadOnly() Command {
+	c.readOnly = true
+	return c
+}
+
+// decode checks and decodes params JSON (see Handle).
+func (c Command) decode(paramsJSON []byte) (any, error) { return c.dec(paramsJSON, c.opaque) }
+
+// Execute checks params exactly as a command from the gateway is checked (shell
+// metacharacters, strict decoding, validation) and runs the command. It is the entry the
+// SSH fallback uses, so both paths share one allowlist and one set of checks.
+func (c Command) Execute(ctx context.Context, paramsJSON []byte) (any, error) {
+	p, err := c.decode(paramsJSON)
+	if err != nil {
+		return nil, err
+	}
+	return c.run(ctx, p)
+}
+
+// IsReadOnly reports whether c was marked with ReadOnly.
+func (c Command) IsReadOnly() bool { return c.readOnly }
+
+// Opaque returns c with the named top-level params fields treated as data: they are
+// decoded and validated like the rest, but strings inside them are not checked for shell
+// metacharacters, because they are written to a file and never reach an argv (the
+// OpenClaw config of config.apply holds prompts, URLs and patterns). The field names
+// themselves are still checked.
+func (c Command) Opaque(fields ...string) Command {
+	c.opaque = append(slices.Clone(c.opaque), fields...)
+	return c
 }
 
 // Validator is implemented by params types that check their own values after decoding.
@@ -30,9 +67,9 @@ type Validator interface {
 // fields, and P.Validate, when P has one, must pass (both INVALID_PARAMS).
 func Handle[P any](fn func(ctx context.Context, p P) (any, error)) Command {
 	return Command{
-		decode: func(paramsJSON []byte) (any, error) {
+		dec: func(paramsJSON []byte, opaque []string) (any, error) {
 			var p P
-			if err := decodeParams(paramsJSON, &p); err != nil {
+			if err := decodeParams(paramsJSON, &p, opaque); err != nil {
 				return nil, err
 			}
 			return p, nil
@@ -43,7 +80,7 @@ func Handle[P any](fn func(ctx context.Context, p P) (any, error)) Command {
 
 const paramsOp = "decode command params"
 
-func decodeParams(paramsJSON []byte, into any) error {
+func decodeParams(paramsJSON []byte, into any, opaque []string) error {
 	paramsJSON = bytes.TrimSpace(paramsJSON)
 	if len(paramsJSON) == 0 || string(paramsJSON) == "null" {
 		paramsJSON = []byte("{}")
@@ -54,10 +91,18 @@ func decodeParams(paramsJSON []byte, into any) error {
 	if err := dec.Decode(&generic); err != nil {
 		return clawops.E(paramsOp, clawops.KindInvalid, clawops.ReasonBadParams, "params are not valid JSON")
 	}
-	if _, ok := generic.(map[string]any); !ok {
+	obj, ok := generic.(map[string]any)
+	if !ok {
 		return clawops.E(paramsOp, clawops.KindInvalid, clawops.ReasonBadParams, "params must be a JSON object")
 	}
-	if s, bad := findMetachar(generic); bad {
+	checked := make(map[string]any, len(obj))
+	for k, v := range obj {
+		if slices.Contains(opaque, k) {
+			v = nil // data, not arguments: see Command.Opaque
+		}
+		checked[k] = v
+	}
+	if s, bad := findMetachar(checked); bad {
 		return clawops.E(paramsOp, clawops.KindInvalid, clawops.ReasonShellMetachar,
 			fmt.Sprintf("params string %q contains a shell metacharacter", clipString(s, 40)))
 	}
@@ -74,7 +119,7 @@ func decodeParams(paramsJSON []byte, into any) error {
 
 // ShellMetacharacters are refused in every string of every command's params, even though
 // no command runs a shell: a string that needs one of them has no business reaching a node.
-const ShellMetacharacters = ";|&$<>`'\"\\\n\r\x00(){}[]*?~!#"
+const ShellMetacharacters = proto.ShellMetacharacters
 
 // findMetachar walks a decoded JSON value and returns the first string (key or value)
 // containing a shell metacharacter.
@@ -124,7 +169,7 @@ func (a *Allowlist) Register(name string, c Command) {
 	if name == "" || len(name) > proto.MaxIDLen || strings.ContainsAny(name, "| \t\n") {
 		panic(fmt.Sprintf("clawnode: invalid command name %q", name))
 	}
-	if c.decode == nil || c.run == nil {
+	if c.dec == nil || c.run == nil {
 		panic(fmt.Sprintf("clawnode: command %q has no handler: build it with Handle", name))
 	}
 	if _, dup := a.cmds[name]; dup {
@@ -147,73 +192,4 @@ func (a *Allowlist) Names() []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// Names of the standard commands.
-const (
-	CmdHealth  = "openclaw.health"
-	CmdRestart = "openclaw.restart"
-	CmdLogs    = "openclaw.logs"
-	CmdMetrics = "vps.metrics"
-)
-
-// NoParams is the params type of commands that take none: only {} is accepted.
-type NoParams struct{}
-
-// LogsParams are the params of openclaw.logs.
-type LogsParams struct {
-	Tail *int `json:"tail,omitempty"` // lines, 1..5000, default 200
-}
-
-// Validate checks the tail range.
-func (p LogsParams) Validate() error {
-	if p.Tail != nil && (*p.Tail < 1 || *p.Tail > 5000) {
-		return fmt.Errorf("tail %d: must be between 1 and 5000", *p.Tail)
-	}
-	return nil
-}
-
-// LogsResult is the result of openclaw.logs.
-type LogsResult struct {
-	Lines []string `json:"lines"`
-}
-
-// RestartResult is the result of openclaw.restart.
-type RestartResult struct {
-	Restarted bool   `json:"restarted"`
-	Container string `json:"container"`
-}
-
-// StandardCommands is gf-clawnode's allowlist: openclaw.health, openclaw.restart,
-// openclaw.logs and vps.metrics.
-func StandardCommands(rt Runtime, health *HealthChecker, metrics *Sampler) *Allowlist {
-	a := NewAllowlist()
-	a.Register(CmdHealth, Handle(func(ctx context.Context, _ NoParams) (any, error) {
-		return health.Check(ctx), nil
-	}))
-	a.Register(CmdMetrics, Handle(func(ctx context.Context, _ NoParams) (any, error) {
-		return metrics.Sample(ctx)
-	}))
-	a.Register(CmdRestart, Handle(func(ctx context.Context, _ NoParams) (any, error) {
-		if err := rt.Restart(ctx); err != nil {
-			return nil, err
-		}
-		st, _ := rt.Status(ctx)
-		return RestartResult{Restarted: true, Container: st}, nil
-	}))
-	a.Register(CmdLogs, Handle(func(ctx context.Context, p LogsParams) (any, error) {
-		tail := 200
-		if p.Tail != nil {
-			tail = *p.Tail
-		}
-		lines, err := rt.Logs(ctx, tail)
-		if err != nil {
-			return nil, err
-		}
-		if lines == nil {
-			lines = []string{}
-		}
-		return LogsResult{Lines: lines}, nil
-	}))
-	return a
 }

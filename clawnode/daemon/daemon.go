@@ -17,6 +17,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatewayforge/clawops"
@@ -50,6 +52,25 @@ type Config struct {
 	// ClawOps proof of the pinned key (the stock OpenClaw gateway). Commands must still be
 	// signed with the pinned key.
 	AllowUnprovenGateway bool
+	// AllowUnsignedReadOnly lets unsigned commands run when the allowlist marks them
+	// read-only (health, logs, metrics, info, config.get): what a stock OpenClaw gateway,
+	// which signs nothing, may do. Every other unsigned command is UNSIGNED_COMMAND.
+	AllowUnsignedReadOnly bool
+
+	// The OpenClaw files the lifecycle commands act on. Empty means "not on this node":
+	// the command answers NOT_CONFIGURED.
+	ConfigPath     string        // openclaw.json for config.get / config.apply
+	ConfigValidate []string      // optional validator for config.apply (OPENCLAW_CONFIG_PATH=<candidate>)
+	WorkspaceDir   string        // OpenClaw state folder archived by backup.create
+	BackupDir      string        // where archives go (default <StateDir>/backups)
+	BackupKeep     int           // archives kept (default 5)
+	HealthWait     time.Duration // how long OpenClaw has to be healthy after a change (default 90s)
+	RuntimeName    string        // docker or process, reported by vps.info
+
+	// RotateKeyEvery makes the node replace its device key when the key file is older
+	// than this (checked at each connect). Zero never rotates on its own; the gateway can
+	// still ask for a rotation.
+	RotateKeyEvery time.Duration
 
 	Version    string        // client.version (default "dev")
 	Platform   string        // client.platform (default runtime.GOOS)
@@ -63,8 +84,11 @@ type Config struct {
 // Daemon is one gf-clawnode. Create it with New and run it with Run.
 type Daemon struct {
 	cfg      Config
+	mu       sync.Mutex // guards key and nodeID, which a key rotation changes
 	key      ed25519.PrivateKey
 	nodeID   string
+	rotating atomic.Bool
+	results  *resultCache
 	commands *Allowlist
 	health   *HealthChecker
 	metrics  *Sampler
@@ -137,8 +161,8 @@ func New(cfg Config) (*Daemon, error) {
 	d := &Daemon{
 		cfg: cfg, key: key, nodeID: proto.DeviceID(key.Public().(ed25519.PublicKey)),
 		health:  NewHealthChecker(cfg.HealthURL, cfg.HTTPClient, 5*time.Second, clock),
-		metrics: NewSampler(cfg.ProcRoot, cfg.DiskPath),
-		replay:  replay, slots: make(chan struct{}, cfg.MaxConcurrent), clock: clock, rng: cfg.Rand,
+		metrics: NewSampler(cfg.ProcRoot, cfg.DiskPath), results: newResultCache(32 << 20),
+		replay: replay, slots: make(chan struct{}, cfg.MaxConcurrent), clock: clock, rng: cfg.Rand,
 	}
 	d.log = log.With("component", "clawnode.daemon", "node", d.nodeID[:12])
 	if d.rng == nil {
@@ -146,13 +170,74 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d.commands = cfg.Commands
 	if d.commands == nil {
-		d.commands = StandardCommands(cfg.Runtime, d.health, d.metrics)
+		if d.commands, err = d.standardCommands(log); err != nil {
+			replay.close()
+			return nil, err
+		}
 	}
 	return d, nil
 }
 
-// NodeID is this node's identity: the hex SHA-256 of its device public key.
-func (d *Daemon) NodeID() clawops.NodeID { return clawops.NodeID(d.nodeID) }
+// standardCommands builds the allowlist from the configuration.
+func (d *Daemon) standardCommands(*slog.Logger) (*Allowlist, error) {
+	return commandsFor(d.cfg, d.health, d.metrics, d.clock, d.log)
+}
+
+// CommandsFor builds the allowlist a daemon with cfg would run, without starting one:
+// what `gf-clawnode ssh-exec` runs a command from when the daemon is down. Only the
+// Runtime, health, metrics and OpenClaw file settings of cfg are used.
+func CommandsFor(cfg Config) (*Allowlist, error) {
+	if cfg.Runtime == nil {
+		return nil, errors.New("commands: a runtime is required")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	clock := clawops.ClockOrSystem(cfg.Clock)
+	return commandsFor(cfg, NewHealthChecker(cfg.HealthURL, cfg.HTTPClient, 5*time.Second, clock),
+		NewSampler(cfg.ProcRoot, cfg.DiskPath), clock, log)
+}
+
+func commandsFor(cfg Config, health *HealthChecker, metrics *Sampler, clock clawops.Clock, log *slog.Logger) (*Allowlist, error) {
+	deps := CommandDeps{Runtime: cfg.Runtime, Health: health, Metrics: metrics,
+		Lifecycle: NewLifecycle(cfg.Runtime, health, cfg.HealthWait, 0, log),
+		Info:      &InfoReader{ProcRoot: cfg.ProcRoot, DiskPath: cfg.DiskPath, NodeVersion: cfg.Version, Runtime: cfg.RuntimeName}}
+	if cfg.ConfigPath != "" {
+		if cfg.StateDir == "" {
+			return nil, errors.New("commands: a state dir is required to manage the OpenClaw config")
+		}
+		cf, err := NewConfigFile(ConfigFileOptions{Path: cfg.ConfigPath, StateDir: cfg.StateDir,
+			Validate: cfg.ConfigValidate, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+		deps.Config = cf
+	}
+	if cfg.WorkspaceDir != "" {
+		dst := cfg.BackupDir
+		if dst == "" {
+			dst = filepath.Join(cfg.StateDir, "backups")
+		}
+		if abs, err := filepath.Abs(dst); err == nil {
+			dst = abs
+		}
+		a, err := NewArchiver(cfg.WorkspaceDir, dst, cfg.BackupKeep, clock)
+		if err != nil {
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+		deps.Backups = a
+	}
+	return NewCommands(deps), nil
+}
+
+// NodeID is this node's identity: the hex SHA-256 of its device public key. It changes
+// when the node rotates its key.
+func (d *Daemon) NodeID() clawops.NodeID {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return clawops.NodeID(d.nodeID)
+}
 
 // Run keeps a session with the gateway until ctx ends, reconnecting after every failure
 // with jittered exponential backoff (BackoffMin doubling up to BackoffMax, reset after a
@@ -164,6 +249,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		connected, err := d.session(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, errRotated) {
+			d.log.Info("reconnecting with the rotated key")
+			continue
 		}
 		if connected {
 			backoff = d.cfg.BackoffMin

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,12 @@ type session struct {
 	ws      *websocket.Conn
 	seq     atomic.Uint64
 	writeTO time.Duration
+	nodeID  string // the device id this session authenticated as
+	connID  string // hello-ok server.connId
+
+	mu      sync.Mutex
+	waiters map[string]chan proto.Frame // responses someone waits for, by request id
+	rotated atomic.Bool
 }
 
 func (s *session) send(ctx context.Context, f proto.Frame) error {
@@ -32,19 +39,65 @@ func (s *session) send(ctx context.Context, f proto.Frame) error {
 	return s.ws.Write(ctx, websocket.MessageText, data)
 }
 
+func (s *session) nextID() string { return "n" + strconv.FormatUint(s.seq.Add(1), 10) }
+
 // request sends a req frame; its response is read (and only logged when it fails) by the
 // session's reader.
 func (s *session) request(ctx context.Context, method string, params any) error {
-	f, err := proto.NewRequest("n"+strconv.FormatUint(s.seq.Add(1), 10), method, params)
+	f, err := proto.NewRequest(s.nextID(), method, params)
 	if err != nil {
 		return err
 	}
 	return s.send(ctx, f)
 }
 
+// call sends a req frame and waits for its response.
+func (s *session) call(ctx context.Context, method string, params any) (proto.Frame, error) {
+	f, err := proto.NewRequest(s.nextID(), method, params)
+	if err != nil {
+		return proto.Frame{}, err
+	}
+	ch := make(chan proto.Frame, 1)
+	s.mu.Lock()
+	if s.waiters == nil {
+		s.waiters = make(map[string]chan proto.Frame)
+	}
+	s.waiters[f.ID] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.waiters, f.ID)
+		s.mu.Unlock()
+	}()
+	if err := s.send(ctx, f); err != nil {
+		return proto.Frame{}, err
+	}
+	select {
+	case res := <-ch:
+		return res, nil
+	case <-ctx.Done():
+		return proto.Frame{}, ctx.Err()
+	}
+}
+
+// deliver hands a response to its waiter; false when nobody waits for it.
+func (s *session) deliver(f proto.Frame) bool {
+	s.mu.Lock()
+	ch, ok := s.waiters[f.ID]
+	s.mu.Unlock()
+	if ok {
+		ch <- f
+	}
+	return ok
+}
+
 // session dials, authenticates and serves one connection. connected reports whether the
 // gateway accepted the connect (so the caller can reset its backoff).
 func (d *Daemon) session(ctx context.Context) (connected bool, err error) {
+	c, err := d.loadCreds()
+	if err != nil {
+		return false, err
+	}
 	hctx, cancel := context.WithTimeout(ctx, d.cfg.HandshakeTimeout)
 	defer cancel()
 	ws, _, err := websocket.Dial(hctx, d.cfg.GatewayURL, &websocket.DialOptions{
@@ -54,11 +107,19 @@ func (d *Daemon) session(ctx context.Context) (connected bool, err error) {
 	}
 	defer ws.CloseNow()
 	ws.SetReadLimit(proto.MaxPreAuthFrameBytes)
-	s := &session{ws: ws, writeTO: d.cfg.WriteTimeout}
+	s := &session{ws: ws, writeTO: d.cfg.WriteTimeout, nodeID: c.id}
 
-	hello, err := d.handshake(hctx, s)
+	hello, err := d.handshake(hctx, s, c)
 	if err != nil {
+		var ce *ConnectError
+		if c.next && errors.As(err, &ce) {
+			d.log.Warn("gateway refused the rotated key; keeping the current one", "err", err)
+			d.dropNext()
+		}
 		return false, err
+	}
+	if err := d.promote(c); err != nil {
+		return true, err
 	}
 	if hello.Auth.DeviceToken != "" {
 		if err := keyfile.WriteSecret(d.deviceTokenPath(), []byte(hello.Auth.DeviceToken+"\n")); err != nil {
@@ -66,14 +127,18 @@ func (d *Daemon) session(ctx context.Context) (connected bool, err error) {
 			// this key until it expires, so the next attempt can enroll again.
 			return false, fmt.Errorf("store device token: %w", err)
 		}
-		d.log.Info("enrolled with the gateway", "instance", d.cfg.Instance)
+		d.log.Info("device token issued by the gateway", "instance", d.cfg.Instance)
 	}
+	s.connID = hello.Server.ConnID
 	d.log.Info("connected to the gateway", "server", hello.Server.Version, "conn", hello.Server.ConnID)
 	ws.SetReadLimit(hello.Policy.MaxPayload)
 
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
 	go d.heartbeats(sctx, s)
+	if d.keyDue() {
+		go d.startRotation(sctx, s)
+	}
 
 	tick := time.Duration(hello.Policy.TickIntervalMs) * time.Millisecond
 	silence := 2*tick + tick/2 // two missed ticks
@@ -83,6 +148,9 @@ func (d *Daemon) session(ctx context.Context) (connected bool, err error) {
 		timedOut := rctx.Err() != nil && sctx.Err() == nil
 		rcancel()
 		if err != nil {
+			if s.rotated.Load() {
+				return true, errRotated
+			}
 			if timedOut {
 				return true, fmt.Errorf("no frame from the gateway for %s (two ticks missed)", silence)
 			}
@@ -96,6 +164,9 @@ func (d *Daemon) session(ctx context.Context) (connected bool, err error) {
 		switch {
 		case f.Type == proto.TypeEvent && f.Event == proto.EventInvokeRequest:
 			d.handleInvoke(ctx, s, f.Payload)
+		case f.Type == proto.TypeEvent && f.Event == proto.EventRotateRequest:
+			go d.startRotation(sctx, s)
+		case f.Type == proto.TypeRes && s.deliver(f):
 		case f.Type == proto.TypeRes && !*f.OK:
 			d.log.Warn("gateway rejected a request", "id", f.ID, "code", f.Error.Code, "message", clipString(f.Error.Message, 200))
 		}
@@ -103,9 +174,27 @@ func (d *Daemon) session(ctx context.Context) (connected bool, err error) {
 	}
 }
 
+// startRotation rotates the key and, when the gateway took the new one, closes the
+// session so the node reconnects with it.
+func (d *Daemon) startRotation(ctx context.Context, s *session) {
+	if !d.rotating.CompareAndSwap(false, true) {
+		return
+	}
+	defer d.rotating.Store(false)
+	err := d.rotate(ctx, s)
+	if errors.Is(err, errRotated) {
+		s.rotated.Store(true)
+		s.ws.Close(websocket.StatusNormalClosure, "key rotated")
+		return
+	}
+	if ctx.Err() == nil {
+		d.log.Warn("key rotation failed; keeping the current key", "err", err)
+	}
+}
+
 // handshake waits for the challenge, checks the gateway's proof of its key, sends connect
 // and waits for hello-ok.
-func (d *Daemon) handshake(ctx context.Context, s *session) (proto.HelloOK, error) {
+func (d *Daemon) handshake(ctx context.Context, s *session, c creds) (proto.HelloOK, error) {
 	var ch proto.Challenge
 	for {
 		f, err := readFrame(ctx, s.ws)
@@ -128,10 +217,7 @@ func (d *Daemon) handshake(ctx context.Context, s *session) (proto.HelloOK, erro
 		}
 		d.log.Warn("gateway did not prove the pinned key; continuing as configured", "err", err)
 	}
-	tok, err := d.credential()
-	if err != nil {
-		return proto.HelloOK{}, err
-	}
+	tok := c.token
 	p := proto.ConnectParams{
 		MinProtocol: proto.ProtocolVersion, MaxProtocol: proto.ProtocolVersion,
 		Client: proto.ClientInfo{ID: proto.ClientIDNodeHost, DisplayName: string(d.cfg.Instance),
@@ -139,7 +225,7 @@ func (d *Daemon) handshake(ctx context.Context, s *session) (proto.HelloOK, erro
 		Role: proto.RoleNode, Scopes: []string{}, Caps: []string{}, Commands: d.commands.Names(),
 		Auth: &proto.ConnectAuth{Token: tok}, UserAgent: "gf-clawnode/" + d.cfg.Version,
 	}
-	proto.SignConnect(d.key, &p, ch)
+	proto.SignConnect(c.key, &p, ch)
 	req, err := proto.NewRequest("connect-1", proto.MethodConnect, p)
 	if err != nil {
 		return proto.HelloOK{}, err

@@ -31,11 +31,10 @@ func LoadOrCreate(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate key: %w", err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	data, err := Encode(key)
 	if err != nil {
-		return nil, fmt.Errorf("encode key: %w", err)
+		return nil, err
 	}
-	data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 	if err := create(path, data); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return Load(path) // another process created it first
@@ -43,6 +42,24 @@ func LoadOrCreate(path string) (ed25519.PrivateKey, error) {
 		return nil, err
 	}
 	return key, nil
+}
+
+// Encode renders key as PKCS#8 PEM, the format Load reads.
+func Encode(key ed25519.PrivateKey) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encode key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// Save writes key to path (PKCS#8 PEM, 0600), replacing any file there atomically.
+func Save(path string, key ed25519.PrivateKey) error {
+	data, err := Encode(key)
+	if err != nil {
+		return err
+	}
+	return WriteSecret(path, data)
 }
 
 // Load reads an Ed25519 private key (PKCS#8 PEM) from path.

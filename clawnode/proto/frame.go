@@ -230,3 +230,27 @@ func NewErrorResult(id, code, message, detail string) Frame {
 	}
 	return Frame{Type: TypeRes, ID: id, OK: &ok, Error: e}
 }
+
+// EncodeEvent is NewEvent and Encode in one step for a payload that is already JSON (the
+// hot path of a fan-out): the payload is framed, not re-encoded. event must be a valid
+// name and payload valid JSON; the caller guarantees both.
+func EncodeEvent(event string, payload []byte) []byte {
+	name, _ := json.Marshal(event)
+	b := make([]byte, 0, len(payload)+len(name)+36)
+	b = append(b, `{"type":"event","event":`...)
+	b = append(b, name...)
+	b = append(b, `,"payload":`...)
+	b = append(b, payload...)
+	return append(b, '}')
+}
+
+// EncodeResult frames an ok response to request id around payload (valid JSON).
+func EncodeResult(id string, payload []byte) []byte {
+	q, _ := json.Marshal(id)
+	b := make([]byte, 0, len(payload)+len(q)+40)
+	b = append(b, `{"type":"res","id":`...)
+	b = append(b, q...)
+	b = append(b, `,"ok":true,"payload":`...)
+	b = append(b, payload...)
+	return append(b, '}')
+}

@@ -244,3 +244,16 @@ func BenchmarkEncodeFrame(b *testing.B) {
 		}
 	}
 }
+
+func TestFastEncoders(t *testing.T) {
+	ev := EncodeEvent(EventInvokeRequest, []byte(`{"id":"a\"b"}`))
+	f, err := DecodeFrame(ev)
+	if err != nil || f.Type != TypeEvent || f.Event != EventInvokeRequest || string(f.Payload) != `{"id":"a\"b"}` {
+		t.Errorf("EncodeEvent = %s → %+v, %v", ev, f, err)
+	}
+	res := EncodeResult(`r"1`, []byte(`{"ok":true}`))
+	f, err = DecodeFrame(res)
+	if err != nil || f.Type != TypeRes || f.ID != `r"1` || !*f.OK || string(f.Payload) != `{"ok":true}` {
+		t.Errorf("EncodeResult = %s → %+v, %v", res, f, err)
+	}
+}

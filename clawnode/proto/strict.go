@@ -1,13 +1,12 @@
 package proto
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"strings"
+	"sync"
 )
 
 var rawMessageType = reflect.TypeFor[json.RawMessage]()
@@ -17,17 +16,22 @@ var rawMessageType = reflect.TypeFor[json.RawMessage]()
 // accepts other letter cases), a key may appear only once in an object, unknown keys are
 // errors, and nothing may follow the value. Values typed json.RawMessage or any are not
 // inspected; their consumer decodes them strictly in turn.
+//
+// The checks are one pass over the bytes that allocates nothing for well-formed input (the
+// field tables are built once per type), followed by a single json.Unmarshal: every frame
+// from 10,000 nodes goes through here.
 func UnmarshalStrict(data []byte, v any) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return errors.New("decode: target must be a non-nil pointer")
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := checkValue(dec, rv.Type().Elem(), "$"); err != nil {
+	s := scanner{data: data}
+	s.ws()
+	if err := s.value(shapeOf(rv.Type().Elem())); err != nil {
 		return fmt.Errorf("decode: %w", err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	s.ws()
+	if s.i != len(s.data) {
 		return errors.New("decode: unexpected data after the JSON value")
 	}
 	if err := json.Unmarshal(data, v); err != nil {
@@ -36,145 +40,295 @@ func UnmarshalStrict(data []byte, v any) error {
 	return nil
 }
 
-// checkValue reads one JSON value from dec and checks its object keys against t.
-func checkValue(dec *json.Decoder, t reflect.Type, path string) error {
+// shape is what the scanner checks of a Go type: which keys a struct accepts (and the
+// shape of each field), or the shape of a map's or slice's elements. A nil *shape checks
+// nothing but syntax.
+type shape struct {
+	fields map[string]*field // struct
+	elem   *shape            // map value or slice element
+	isMap  bool
+}
+
+type field struct {
+	index int
+	shape *shape
+}
+
+var shapes sync.Map // reflect.Type → *shape
+
+func shapeOf(t reflect.Type) *shape {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if t == nil || t == rawMessageType || t.Kind() == reflect.Interface {
-		// Not inspected here: consume the whole value in one step.
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
+	if t == nil || t == rawMessageType {
 		return nil
 	}
-	tok, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map, reflect.Slice, reflect.Array:
+	default:
+		return nil // scalars and interfaces: json.Unmarshal checks types
 	}
-	delim, ok := tok.(json.Delim)
-	if !ok {
-		return nil // scalars: type mismatches are reported by json.Unmarshal
+	if s, ok := shapes.Load(t); ok {
+		return s.(*shape)
 	}
-	switch delim {
-	case '{':
-		return checkObject(dec, t, path)
-	case '[':
-		var elem reflect.Type
-		if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
-			elem = t.Elem()
-		}
-		for dec.More() {
-			if err := checkValue(dec, elem, path+"[]"); err != nil {
-				return err
-			}
-		}
-		_, err := dec.Token() // ']'
-		return err
+	s := &shape{}
+	// Store before filling in, so a recursive type finds itself.
+	if prev, loaded := shapes.LoadOrStore(t, s); loaded {
+		return prev.(*shape)
 	}
-	return fmt.Errorf("%s: unexpected %v", path, delim)
-}
-
-func checkObject(dec *json.Decoder, t reflect.Type, path string) error {
-	var fields map[string]reflect.Type
-	var elem reflect.Type
 	switch t.Kind() {
 	case reflect.Struct:
-		fields = jsonFields(t)
+		s.fields = make(map[string]*field, t.NumField())
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name := f.Name
+			if tag, ok := f.Tag.Lookup("json"); ok {
+				n, _, _ := strings.Cut(tag, ",")
+				if n == "-" {
+					continue
+				}
+				if n != "" {
+					name = n
+				}
+			}
+			s.fields[name] = &field{index: len(s.fields), shape: shapeOf(f.Type)}
+		}
 	case reflect.Map:
-		elem = t.Elem()
-	default:
-		// json.Unmarshal reports the type mismatch; keep scanning for well-formedness.
+		s.isMap, s.elem = true, shapeOf(t.Elem())
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 && t.Kind() == reflect.Slice {
+			return s // []byte is a base64 string
+		}
+		s.elem = shapeOf(t.Elem())
 	}
-	seen := make(map[string]bool)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		key, _ := tok.(string)
-		if seen[key] {
-			return fmt.Errorf("%s: duplicate key %q", path, key)
-		}
-		seen[key] = true
-		ft := elem
-		if fields != nil {
-			var known bool
-			ft, known = fields[key]
-			if !known {
-				return fmt.Errorf("%s: unknown field %q", path, key)
-			}
-		}
-		if isScalar(ft) {
-			// json.Unmarshal checks the value's type; only consume it here.
-			if err := skipValue(dec); err != nil {
-				return fmt.Errorf("%s.%s: %w", path, key, err)
-			}
-			continue
-		}
-		if err := checkValue(dec, ft, path+"."+key); err != nil {
-			return err
-		}
+	return s
+}
+
+// scanner walks one JSON value, checking object keys against shapes.
+type scanner struct {
+	data []byte
+	i    int
+}
+
+// pathError carries the location of a failure; the path is built only on failure.
+type pathError struct {
+	path string
+	msg  string
+}
+
+func (e *pathError) Error() string { return "$" + e.path + ": " + e.msg }
+
+func (s *scanner) fail(format string, args ...any) error {
+	return &pathError{msg: fmt.Sprintf(format, args...)}
+}
+
+func within(err error, seg string) error {
+	var pe *pathError
+	if errors.As(err, &pe) {
+		pe.path = seg + pe.path
 	}
-	_, err := dec.Token() // '}'
 	return err
 }
 
-// isScalar reports whether t holds no JSON object whose keys need checking.
-func isScalar(t reflect.Type) bool {
-	if t == nil {
-		return false
+func (s *scanner) ws() {
+	for s.i < len(s.data) {
+		switch s.data[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
 	}
-	switch t.Kind() {
-	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-		reflect.Float32, reflect.Float64, reflect.String:
-		return true
-	}
-	return false
 }
 
-// skipValue consumes one JSON value of any shape.
-func skipValue(dec *json.Decoder) error {
-	for depth := 0; ; {
-		tok, err := dec.Token()
+func (s *scanner) value(sh *shape) error {
+	if s.i >= len(s.data) {
+		return s.fail("unexpected EOF")
+	}
+	switch c := s.data[s.i]; {
+	case c == '{':
+		return s.object(sh)
+	case c == '[':
+		return s.array(sh)
+	case c == '"':
+		_, _, err := s.str()
+		return err
+	case c == 't':
+		return s.lit("true")
+	case c == 'f':
+		return s.lit("false")
+	case c == 'n':
+		return s.lit("null")
+	case c == '-' || ('0' <= c && c <= '9'):
+		return s.number()
+	default:
+		return s.fail("invalid character %q", c)
+	}
+}
+
+func (s *scanner) lit(word string) error {
+	if len(s.data)-s.i < len(word) || string(s.data[s.i:s.i+len(word)]) != word {
+		return s.fail("invalid literal")
+	}
+	s.i += len(word)
+	return nil
+}
+
+func (s *scanner) number() error {
+	start := s.i
+	for s.i < len(s.data) {
+		switch c := s.data[s.i]; {
+		case c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' || ('0' <= c && c <= '9'):
+			s.i++
+		default:
+			goto done
+		}
+	}
+done:
+	if s.i == start {
+		return s.fail("invalid number")
+	}
+	return nil // json.Unmarshal checks the number's form
+}
+
+// str scans a string and returns its raw content (between the quotes) and whether it
+// has escapes.
+func (s *scanner) str() ([]byte, bool, error) {
+	s.i++ // opening quote
+	start := s.i
+	escaped := false
+	for s.i < len(s.data) {
+		switch c := s.data[s.i]; {
+		case c == '"':
+			raw := s.data[start:s.i]
+			s.i++
+			return raw, escaped, nil
+		case c == '\\':
+			escaped = true
+			s.i += 2
+		case c < 0x20:
+			return nil, false, s.fail("control character in string")
+		default:
+			s.i++
+		}
+	}
+	return nil, false, s.fail("unexpected EOF in a string")
+}
+
+func (s *scanner) array(sh *shape) error {
+	s.i++ // [
+	var elem *shape
+	if sh != nil {
+		elem = sh.elem
+	}
+	s.ws()
+	if s.i < len(s.data) && s.data[s.i] == ']' {
+		s.i++
+		return nil
+	}
+	for {
+		s.ws()
+		if err := s.value(elem); err != nil {
+			return within(err, "[]")
+		}
+		s.ws()
+		if s.i >= len(s.data) {
+			return s.fail("unexpected EOF in an array")
+		}
+		switch s.data[s.i] {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			return nil
+		default:
+			return s.fail("invalid character %q in array", s.data[s.i])
+		}
+	}
+}
+
+func (s *scanner) object(sh *shape) error {
+	s.i++ // {
+	var seenBits uint64
+	var seen map[string]bool // for maps, and structs of more than 64 fields
+	s.ws()
+	if s.i < len(s.data) && s.data[s.i] == '}' {
+		s.i++
+		return nil
+	}
+	for {
+		s.ws()
+		if s.i >= len(s.data) || s.data[s.i] != '"' {
+			return s.fail("object key must be a string")
+		}
+		raw, escaped, err := s.str()
 		if err != nil {
 			return err
 		}
-		if d, ok := tok.(json.Delim); ok {
-			if d == '{' || d == '[' {
-				depth++
-			} else {
-				depth--
+		key := raw
+		if escaped {
+			var k string
+			if err := json.Unmarshal(s.data[s.i-len(raw)-2:s.i], &k); err != nil {
+				return s.fail("invalid object key")
+			}
+			key = []byte(k)
+		}
+		var vshape *shape
+		if sh != nil {
+			switch {
+			case sh.fields != nil:
+				f, ok := sh.fields[string(key)]
+				if !ok {
+					return s.fail("unknown field %q", key)
+				}
+				if f.index < 64 {
+					if seenBits&(1<<f.index) != 0 {
+						return s.fail("duplicate key %q", key)
+					}
+					seenBits |= 1 << f.index
+				} else if seen == nil {
+					seen = map[string]bool{string(key): true}
+				} else if seen[string(key)] {
+					return s.fail("duplicate key %q", key)
+				} else {
+					seen[string(key)] = true
+				}
+				vshape = f.shape
+			case sh.isMap:
+				if seen == nil {
+					seen = make(map[string]bool)
+				}
+				if seen[string(key)] {
+					return s.fail("duplicate key %q", key)
+				}
+				seen[string(key)] = true
+				vshape = sh.elem
 			}
 		}
-		if depth == 0 {
+		s.ws()
+		if s.i >= len(s.data) || s.data[s.i] != ':' {
+			return s.fail("missing ':' after object key")
+		}
+		s.i++
+		s.ws()
+		if err := s.value(vshape); err != nil {
+			return within(err, "."+string(key))
+		}
+		s.ws()
+		if s.i >= len(s.data) {
+			return s.fail("unexpected EOF in an object")
+		}
+		switch s.data[s.i] {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
 			return nil
+		default:
+			return s.fail("invalid character %q in object", s.data[s.i])
 		}
 	}
-}
-
-// jsonFields maps each JSON name of struct t to its field type, as encoding/json names them
-// (embedded structs are not used in this package).
-func jsonFields(t reflect.Type) map[string]reflect.Type {
-	m := make(map[string]reflect.Type, t.NumField())
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		name := f.Name
-		if tag, ok := f.Tag.Lookup("json"); ok {
-			n, _, _ := strings.Cut(tag, ",")
-			if n == "-" {
-				continue
-			}
-			if n != "" {
-				name = n
-			}
-		}
-		m[name] = f.Type
-	}
-	return m
 }

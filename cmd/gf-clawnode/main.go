@@ -1,27 +1,24 @@
 // Command gf-clawnode is the ClawOps node daemon. `gf-clawnode run` connects a VPS to the
-// ClawOps gateway and executes its allowlisted, signed commands; `gf-clawnode standin` is
-// the small HTTP server that stands in for an OpenClaw container on the local provider.
+// ClawOps gateway and executes its allowlisted, signed commands; `gf-clawnode ssh-exec` is
+// the forced command of the gateway's SSH key, running the same allowlist when the daemon
+// is down; `gf-clawnode standin` is the small HTTP server that stands in for an OpenClaw
+// container on the local provider.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gatewayforge/clawops"
 	"github.com/gatewayforge/clawops/clawnode/daemon"
-	"github.com/gatewayforge/clawops/clawnode/keyfile"
-	"github.com/gatewayforge/clawops/clawnode/proto"
 	"github.com/gatewayforge/clawops/clawnode/standin"
 )
 
@@ -29,25 +26,40 @@ import (
 var version = "dev"
 
 const usage = `usage:
-  gf-clawnode run --gateway URL --gateway-key KEY --state-dir DIR [flags]
+  gf-clawnode run --gateway URL --gateway-key KEY --state-dir DIR [node flags] [run flags]
+  gf-clawnode ssh-exec --state-dir DIR [node flags]   (forced command in authorized_keys)
   gf-clawnode standin [--listen 127.0.0.1:0] [--port-file FILE]
   gf-clawnode version
 
 run flags:
-  --gateway URL            gateway node endpoint, e.g. ws://127.0.0.1:8080/v1/nodes/ws
+  --gateway URL            gateway node endpoint, e.g. ws://100.64.0.1:8080/v1/nodes/ws
   --gateway-key KEY        the gateway's Ed25519 public key (base64url), pinned
   --join-token TOKEN       one-time join token (visible in ps: prefer the file or env)
   --join-token-file FILE   file holding the join token (mode 0600)
                            (or env GF_CLAWNODE_JOIN_TOKEN)
-  --state-dir DIR          device key, device token, replay journal
+  --heartbeat 10s          heartbeat interval
+  --allow-unproven-gateway connect to a gateway that does not prove the pinned key (stock OpenClaw)
+  --allow-unsigned-read-only
+                           run unsigned commands that only read (a stock OpenClaw gateway signs nothing)
+  --rotate-key-every DUR   replace the device key when it is older than DUR (0: only when asked)
+
+node flags (run and ssh-exec):
+  --state-dir DIR          device key, device token, replay journal, config version, backups
   --instance ID            instance this node serves (display only)
   --health-url URL         OpenClaw health URL, e.g. http://127.0.0.1:18789/health
-  --runtime docker|process container runtime (default docker)
+  --runtime docker|process container runtime (default docker; ssh-exec needs docker)
   --compose-file FILE      compose file of the openclaw service (docker runtime)
+  --image-file FILE        compose override naming the image openclaw.upgrade picks
+                           (docker runtime; default <state-dir>/openclaw-image.yml)
   --openclaw-cmd "CMD ARGS" command the process runtime supervises (split on spaces, no shell)
-  --heartbeat 10s          heartbeat interval
+  --openclaw-config FILE   OpenClaw config (openclaw.json) for config.get / config.apply
+  --config-validate-cmd "CMD ARGS"
+                           validator run on a candidate config (OPENCLAW_CONFIG_PATH=<candidate>)
+  --workspace-dir DIR      OpenClaw state folder archived by backup.create
+  --backup-dir DIR         where backup archives go (default <state-dir>/backups)
+  --backup-keep 5          archives kept
+  --health-wait 90s        how long OpenClaw has to be healthy after config.apply or openclaw.upgrade
   --disk-path /            filesystem measured by vps.metrics
-  --allow-unproven-gateway connect to a gateway that does not prove the pinned key (stock OpenClaw)
 `
 
 func main() {
@@ -55,7 +67,9 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "gf-clawnode:", err)
+		if !errors.Is(err, errCommandFailed) {
+			fmt.Fprintln(os.Stderr, "gf-clawnode:", err)
+		}
 		if errors.Is(err, errUsage) {
 			os.Exit(2)
 		}
@@ -63,7 +77,11 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage")
+var (
+	errUsage = errors.New("usage")
+	// errCommandFailed: ssh-exec already printed the failure as its JSON result.
+	errCommandFailed = errors.New("command failed")
+)
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
@@ -73,6 +91,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	switch args[0] {
 	case "run":
 		return runNode(ctx, args[1:], stderr, getenv)
+	case "ssh-exec":
+		return runSSHExec(ctx, args[1:], stdout, stderr, getenv)
 	case "standin":
 		return runStandin(ctx, args[1:], stdout, stderr)
 	case "version":
@@ -86,100 +106,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	return fmt.Errorf("%w: unknown subcommand %q", errUsage, args[0])
 }
 
-type runFlags struct {
-	gateway, gatewayKey, joinToken, joinTokenFile, stateDir, instance string
-	healthURL, runtime, composeFile, openclawCmd, diskPath            string
-	heartbeat                                                         time.Duration
-	allowUnproven                                                     bool
-}
-
-func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
-	var f runFlags
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	fs.StringVar(&f.gateway, "gateway", "", "")
-	fs.StringVar(&f.gatewayKey, "gateway-key", "", "")
-	fs.StringVar(&f.joinToken, "join-token", "", "")
-	fs.StringVar(&f.joinTokenFile, "join-token-file", "", "")
-	fs.StringVar(&f.stateDir, "state-dir", "", "")
-	fs.StringVar(&f.instance, "instance", "", "")
-	fs.StringVar(&f.healthURL, "health-url", "", "")
-	fs.StringVar(&f.runtime, "runtime", "docker", "")
-	fs.StringVar(&f.composeFile, "compose-file", "", "")
-	fs.StringVar(&f.openclawCmd, "openclaw-cmd", "", "")
-	fs.StringVar(&f.diskPath, "disk-path", "/", "")
-	fs.DurationVar(&f.heartbeat, "heartbeat", 10*time.Second, "")
-	fs.BoolVar(&f.allowUnproven, "allow-unproven-gateway", false, "")
-	if err := fs.Parse(args); err != nil {
-		return f, fmt.Errorf("%w: %w", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return f, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	var missing []string
-	for name, v := range map[string]string{"--gateway": f.gateway, "--gateway-key": f.gatewayKey, "--state-dir": f.stateDir} {
-		if v == "" {
-			missing = append(missing, name)
-		}
-	}
-	if len(missing) > 0 {
-		return f, fmt.Errorf("%w: run needs %s", errUsage, strings.Join(missing, ", "))
-	}
-	if f.heartbeat < time.Second {
-		return f, fmt.Errorf("%w: --heartbeat %s: must be at least 1s", errUsage, f.heartbeat)
-	}
-	return f, nil
-}
-
 func runNode(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
 	f, err := parseRunFlags(args, stderr)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	gwKey, err := proto.DecodePublicKey(f.gatewayKey)
+	gwKey, join, err := f.credentials(getenv)
 	if err != nil {
-		return fmt.Errorf("%w: --gateway-key: %v", errUsage, err)
+		return err
 	}
-	join := f.joinToken
-	if join == "" && f.joinTokenFile != "" {
-		if join, err = keyfile.ReadToken(f.joinTokenFile); err != nil {
-			return fmt.Errorf("--join-token-file: %w", err)
-		}
+	rt, proc, err := f.buildRuntime(stderr, log)
+	if err != nil {
+		return err
 	}
-	if join == "" {
-		join = strings.TrimSpace(getenv("GF_CLAWNODE_JOIN_TOKEN"))
-	}
-
-	var rt daemon.Runtime
-	var proc *daemon.ProcessRuntime
-	switch f.runtime {
-	case "docker":
-		if f.composeFile == "" {
-			return fmt.Errorf("%w: --runtime docker needs --compose-file", errUsage)
-		}
-		if rt, err = daemon.NewDockerRuntime(f.composeFile); err != nil {
-			return err
-		}
-	case "process":
-		argv := strings.Fields(f.openclawCmd)
-		if len(argv) == 0 {
-			return fmt.Errorf("%w: --runtime process needs --openclaw-cmd", errUsage)
-		}
-		if proc, err = daemon.NewProcessRuntime(argv, daemon.ProcessOptions{Echo: stderr, Logger: log}); err != nil {
-			return err
-		}
-		rt = proc
-	default:
-		return fmt.Errorf("%w: --runtime %q: use docker or process", errUsage, f.runtime)
-	}
-
-	d, err := daemon.New(daemon.Config{
-		GatewayURL: f.gateway, GatewayKey: gwKey, JoinToken: join, StateDir: f.stateDir,
-		Instance: clawops.InstanceID(f.instance), HealthURL: f.healthURL, Runtime: rt, DiskPath: f.diskPath,
-		HeartbeatInterval: f.heartbeat, AllowUnprovenGateway: f.allowUnproven, Version: version, Logger: log,
-	})
+	cfg := f.nodeConfig(rt)
+	cfg.GatewayURL, cfg.GatewayKey, cfg.JoinToken = f.gateway, gwKey, join
+	cfg.HeartbeatInterval, cfg.AllowUnprovenGateway, cfg.AllowUnsignedReadOnly = f.heartbeat, f.allowUnproven, f.allowUnsigned
+	cfg.RotateKeyEvery, cfg.Instance, cfg.Logger = f.rotateEvery, clawops.InstanceID(f.instance), log
+	d, err := daemon.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -194,16 +139,11 @@ func runNode(ctx context.Context, args []string, stderr io.Writer, getenv func(s
 }
 
 func runStandin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("standin", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	fs := newFlagSet("standin", stderr)
 	listen := fs.String("listen", "127.0.0.1:0", "")
 	portFile := fs.String("port-file", "", "")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	if err := parse(fs, args); err != nil {
+		return err
 	}
 	return standin.Run(ctx, *listen, *portFile, stdout)
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -56,6 +57,45 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// buildBinary builds gf-clawnode once per test run, into a folder removed by TestMain.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "gf-clawnode-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binDir = dir
+		builtBin = filepath.Join(dir, "gf-clawnode")
+		build := exec.Command("go", "build", "-o", builtBin, ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 func freePort(t *testing.T) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -72,12 +112,7 @@ func TestBinaryEnrollsAndAnswers(t *testing.T) {
 		t.Skip("builds a binary")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "gf-clawnode")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 
 	ctx := context.Background()
 	db, err := store.Open(ctx, store.Options{DataDir: filepath.Join(dir, "data")})
@@ -122,7 +157,11 @@ func TestBinaryEnrollsAndAnswers(t *testing.T) {
 		"--health-url", "http://127.0.0.1:"+port+"/health",
 		"--runtime", "process",
 		"--openclaw-cmd", bin+" standin --listen 127.0.0.1:"+port,
+		"--openclaw-config", filepath.Join(dir, "openclaw", "openclaw.json"),
+		"--workspace-dir", filepath.Join(dir, "openclaw"),
+		"--health-wait", "20s",
 		"--heartbeat", "1s")
+	os.MkdirAll(filepath.Join(dir, "openclaw"), 0o700)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -173,6 +212,25 @@ func TestBinaryEnrollsAndAnswers(t *testing.T) {
 	raw, err = invoke("openclaw.logs", map[string]int{"tail": 50})
 	if err != nil || !strings.Contains(string(raw), "GET /health 200") {
 		t.Errorf("openclaw.logs = %s, %v; want the stand-in's request lines", raw, err)
+	}
+	// The lifecycle commands, on the real process: a config applied, read back, archived.
+	raw, err = invoke("config.apply", map[string]any{"config": map[string]any{"gateway": map[string]any{"port": 18789}}, "version": "v1"})
+	if err != nil || string(raw) != `{"version":"v1","healthy":true,"rolledBack":false}` {
+		t.Errorf("config.apply = %s, %v", raw, err)
+	}
+	if raw, err = invoke("config.get", nil); err != nil || string(raw) != `{"version":"v1","config":{"gateway":{"port":18789}}}` {
+		t.Errorf("config.get = %s, %v", raw, err)
+	}
+	var b proto.BackupResult
+	if raw, err = invoke("backup.create", nil); err != nil || json.Unmarshal(raw, &b) != nil || b.Size == 0 || !strings.HasSuffix(b.Path, ".tar.gz") {
+		t.Errorf("backup.create = %s, %v", raw, err)
+	}
+	var info proto.VPSInfo
+	if raw, err = invoke("vps.info", nil); err != nil || json.Unmarshal(raw, &info) != nil || info.Runtime != "process" || info.CPUs < 1 {
+		t.Errorf("vps.info = %s, %v", raw, err)
+	}
+	if _, err = invoke("openclaw.upgrade", map[string]string{"image": "ghcr.io/openclaw/openclaw:2026.9.6"}); clawops.ReasonOf(err) != proto.CodeNotImplemented {
+		t.Errorf("openclaw.upgrade on the process runtime = %v, want NOT_IMPLEMENTED", err)
 	}
 	select {
 	case hb := <-heartbeats:
@@ -225,6 +283,13 @@ func TestRunFlagErrors(t *testing.T) {
 		{"unknown flag", append(base, "--frobnicate"), "frobnicate"},
 		{"stray argument", append(base, "extra"), "unexpected argument"},
 		{"missing token file", append(base, "--join-token-file", "/no/such/file"), "--join-token-file"},
+		{"backup keep", append(base, "--backup-keep", "0"), "--backup-keep"},
+		{"health wait", append(base, "--health-wait", "10ms"), "--health-wait"},
+		{"relative config", append(base, "--openclaw-config", "openclaw.json"), "absolute"},
+		{"rotate too often", append(base, "--rotate-key-every", "1m"), "--rotate-key-every"},
+		{"ssh-exec without state", []string{"ssh-exec", "--compose-file", "/c.yml"}, "--state-dir"},
+		{"ssh-exec process runtime", []string{"ssh-exec", "--state-dir", "/tmp/x", "--runtime", "process"}, "docker runtime only"},
+		{"ssh-exec outside ssh", []string{"ssh-exec", "--state-dir", "/tmp/x", "--compose-file", "/c.yml"}, "SSH_ORIGINAL_COMMAND"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := run(context.Background(), tc.args, io.Discard, io.Discard, func(string) string { return "" })

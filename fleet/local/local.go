@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -54,8 +55,11 @@ type Options struct {
 	Env []string
 	// StopGrace is the SIGTERM→SIGKILL delay; DefaultStopGrace when zero.
 	StopGrace time.Duration
-	Clock     clawops.Clock
-	Logger    *slog.Logger
+	// HeartbeatInterval is passed to gf-clawnode as --heartbeat (at least 1s); zero keeps
+	// the node's default.
+	HeartbeatInterval time.Duration
+	Clock             clawops.Clock
+	Logger            *slog.Logger
 }
 
 // Provider runs instances as local process groups. It is safe for concurrent use.
@@ -69,7 +73,10 @@ type Provider struct {
 	closed    bool
 }
 
-var _ fleet.Provider = (*Provider)(nil)
+var (
+	_ fleet.Provider      = (*Provider)(nil)
+	_ fleet.BackupFetcher = (*Provider)(nil)
+)
 
 // instance is one local server: its record and its processes.
 type instance struct {
@@ -103,6 +110,9 @@ func New(opts Options) (*Provider, error) {
 	}
 	if opts.StopGrace <= 0 {
 		opts.StopGrace = DefaultStopGrace
+	}
+	if opts.HeartbeatInterval != 0 && opts.HeartbeatInterval < time.Second {
+		return nil, fmt.Errorf("local provider: heartbeat interval %s: gf-clawnode needs at least 1s", opts.HeartbeatInterval)
 	}
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("local provider: create state dir: %w", err)
@@ -209,6 +219,16 @@ func (p *Provider) start(spec fleet.ServerSpec) (*instance, error) {
 		"--health-url", "http://" + listen + "/health",
 		"--runtime", p.opts.Runtime,
 	}
+	if p.opts.HeartbeatInterval > 0 {
+		run = append(run, "--heartbeat", p.opts.HeartbeatInterval.String())
+	}
+	// The node keeps OpenClaw's config (config.get, config.apply) and archives its
+	// workspace (backup.create) inside the instance folder, where FetchBackup may read.
+	workspace := filepath.Join(dir, "workspace")
+	if err := os.MkdirAll(workspace, 0o700); err != nil {
+		return nil, err
+	}
+	run = append(run, "--openclaw-config", filepath.Join(dir, "openclaw.json"), "--workspace-dir", workspace)
 	type launch struct {
 		name string
 		args []string
@@ -406,4 +426,71 @@ func (p *Provider) stopAll(ctx context.Context, procs []*proc) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Crash kills every process of a server at once (SIGKILL to each process group), as a
+// VPS that lost power would, and leaves the server listed with status "exited". It is
+// the fault injection the demo and the failover tests use; Delete still cleans up.
+func (p *Provider) Crash(providerID string) error {
+	p.mu.Lock()
+	inst, ok := p.instances[providerID]
+	p.mu.Unlock()
+	if !ok {
+		return clawops.E("local provider", clawops.KindNotFound, fleet.ReasonProviderNotFound, fmt.Errorf("no server %q", providerID))
+	}
+	for _, pr := range inst.procs {
+		pr.signal(sigKill)
+	}
+	for _, pr := range inst.procs {
+		select {
+		case <-pr.done:
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("local provider: %s (pid %d) did not exit after SIGKILL", pr.name, pr.pid())
+		}
+	}
+	p.log.Warn("instance crashed on request", "instance", inst.server.Name)
+	return nil
+}
+
+// FetchBackup opens a backup file the node of a local server wrote. The path must be a
+// regular file inside the server's own folder, so a node cannot make the gateway read
+// anything else on this machine.
+func (p *Provider) FetchBackup(_ context.Context, providerID, path string) (io.ReadCloser, error) {
+	p.mu.Lock()
+	inst, ok := p.instances[providerID]
+	p.mu.Unlock()
+	if !ok {
+		return nil, clawops.E("local provider", clawops.KindNotFound, fleet.ReasonProviderNotFound, fmt.Errorf("no server %q", providerID))
+	}
+	root, err := filepath.EvalSymlinks(inst.dir)
+	if err != nil {
+		return nil, fmt.Errorf("local provider: %w", err)
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil, fmt.Errorf("local provider: backup %s: %w", path, err)
+	}
+	if rel, err := filepath.Rel(root, real); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+		return nil, invalid("backup %s is outside the server's folder %s", path, inst.dir)
+	}
+	f, err := os.Open(real)
+	if err != nil {
+		return nil, fmt.Errorf("local provider: %w", err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, invalid("backup %s is not a regular file", path)
+	}
+	return f, nil
+}
+
+// Dir is the folder of a local server: its node state, join token and logs.
+func (p *Provider) Dir(providerID string) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	inst, ok := p.instances[providerID]
+	if !ok {
+		return "", false
+	}
+	return inst.dir, true
 }

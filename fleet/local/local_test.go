@@ -5,6 +5,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -159,6 +160,8 @@ func TestProcessRuntime(t *testing.T) {
 		"--instance", "demo1-pri",
 		"--health-url", "http://127.0.0.1:" + m[1] + "/health",
 		"--runtime", "process",
+		"--openclaw-config", filepath.Join(dir, "openclaw.json"),
+		"--workspace-dir", filepath.Join(dir, "workspace"),
 		"--openclaw-cmd", r.bin + " standin --listen 127.0.0.1:" + m[1],
 	}
 	if !slices.Equal(node.args, want) {
@@ -356,5 +359,65 @@ func TestNewBadOptions(t *testing.T) {
 		if _, err := New(o); err == nil {
 			t.Errorf("New(%+v): got nil error, want one", o)
 		}
+	}
+}
+
+func TestCrashAndFetchBackup(t *testing.T) {
+	r := newRig(t, func(o *Options) { o.HeartbeatInterval = 2 * time.Second })
+	ctx := context.Background()
+	srv, err := r.p.Create(ctx, spec("crash1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := r.waitStarted(t, 1)["run"]
+	if got := argAfter(node.args, "--heartbeat"); got != "2s" {
+		t.Errorf("--heartbeat: got %q, want 2s", got)
+	}
+	dir, ok := r.p.Dir(srv.ProviderID)
+	if !ok {
+		t.Fatal("Dir: server unknown")
+	}
+	backup := filepath.Join(dir, "node", "backup.tar.gz")
+	if err := os.WriteFile(backup, []byte("workspace"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := r.p.FetchBackup(ctx, srv.ProviderID, backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(b) != "workspace" {
+		t.Errorf("backup: got %q", b)
+	}
+	outside := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(outside, []byte("x"), 0o600)
+	link := filepath.Join(dir, "node", "link")
+	os.Symlink(outside, link)
+	for _, p := range []string{outside, link, filepath.Join(dir, "node"), dir + "/../../etc/passwd", "/etc/passwd"} {
+		if rc, err := r.p.FetchBackup(ctx, srv.ProviderID, p); err == nil {
+			rc.Close()
+			t.Errorf("FetchBackup(%s): got nil error, want a refusal", p)
+		}
+	}
+	if _, err := r.p.FetchBackup(ctx, "local-nope", backup); clawops.ReasonOf(err) != fleet.ReasonProviderNotFound {
+		t.Errorf("unknown server: got %v", err)
+	}
+
+	if err := r.p.Crash(srv.ProviderID); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, node.pid, node.child)
+	if g, err := r.p.Get(ctx, srv.ProviderID); err != nil || g.Status != "exited" {
+		t.Errorf("after crash: got %+v, %v, want exited and still listed", g, err)
+	}
+	if err := r.p.Crash("local-nope"); clawops.ReasonOf(err) != fleet.ReasonProviderNotFound {
+		t.Errorf("crash unknown: got %v", err)
+	}
+	if err := r.p.Delete(ctx, srv.ProviderID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{NodeBinary: "/bin/true", StateDir: t.TempDir(), HeartbeatInterval: time.Millisecond}); err == nil {
+		t.Error("New with a 1ms heartbeat: got nil error")
 	}
 }

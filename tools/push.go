@@ -1,0 +1,400 @@
+package tools
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gatewayforge/clawops"
+	"github.com/gatewayforge/clawops/fleet"
+	"github.com/gatewayforge/clawops/governance"
+)
+
+// Defaults of gf_config_push.
+const (
+	DefaultMaxFailPercent = 5
+	// TargetsAllActive selects every ACTIVE primary and standby.
+	TargetsAllActive = "all_active"
+)
+
+var (
+	versionRE        = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$`)
+	schemaConfigPush = schema(map[string]any{
+		"config": map[string]any{"type": "object", "description": "The whole OpenClaw config to apply (openclaw.json as JSON)."},
+		"version": map[string]any{"type": "string", "pattern": versionRE.String(),
+			"description": "Name of this config version; default cfg-<sha256 prefix>."},
+		"targets": map[string]any{"description": "\"all_active\", or a list of instance IDs.",
+			"oneOf": []any{
+				map[string]any{"type": "string", "enum": []string{TargetsAllActive}},
+				map[string]any{"type": "array", "minItems": 1, "maxItems": fleet.MaxPushTargets, "uniqueItems": true,
+					"items": map[string]any{"type": "string", "pattern": fleet.InstanceIDPattern}},
+			}},
+		"rolling": map[string]any{"type": "boolean", "default": true,
+			"description": "Push in validated batches. A push to more than 100 instances must be rolling."},
+		"batch_size": map[string]any{"type": "integer", "minimum": 1, "maximum": fleet.MaxBatchSize, "default": fleet.DefaultBatchSize},
+		"max_fail_percent": map[string]any{"type": "integer", "minimum": 0, "maximum": 100, "default": DefaultMaxFailPercent,
+			"description": "Stop after a batch when more than this percentage of the instances done so far failed."},
+		"reason": reasonProp,
+	}, []string{"config", "targets"})
+	schemaPushStatus = schema(map[string]any{
+		"push": map[string]any{"type": "integer", "minimum": 1, "description": "Push ID; omit for the most recent pushes."},
+	}, nil)
+	schemaPushControl = schema(map[string]any{
+		"push":   map[string]any{"type": "integer", "minimum": 1},
+		"action": map[string]any{"type": "string", "enum": []string{"pause", "resume", "abort"}},
+	}, []string{"push", "action"})
+)
+
+// configPushTool is gf_config_push: a config pushed to many instances, batch by batch.
+type configPushTool struct {
+	f Fleet
+	p pusher
+}
+
+func (t *configPushTool) Spec() governance.ToolSpec {
+	return governance.ToolSpec{Name: NameConfigPush, Action: governance.ActionConfigPush, Risk: clawops.RiskMedium,
+		Description: "Push an OpenClaw config to instances as a rolling push: batches (default 50), each validated " +
+			"(config version and health) before the next, stopping when more than max_fail_percent failed; the node " +
+			"rolls back a config that fails its health check. Pause, resume or abort with gf_push_control. A push " +
+			"to more than 100 instances is only allowed as a rolling push.",
+		Schema: schemaConfigPush}
+}
+
+// pushArgs is the canonical, resolved form in a plan.
+type pushArgs struct {
+	Config         json.RawMessage      `json:"config"`
+	Version        string               `json:"version"`
+	Targets        []clawops.InstanceID `json:"targets"`
+	Rolling        bool                 `json:"rolling"`
+	BatchSize      int                  `json:"batch_size"`
+	MaxFailPercent int                  `json:"max_fail_percent"`
+	RequestedBy    string               `json:"requested_by"`
+	Reason         string               `json:"reason,omitempty"`
+}
+
+func (t *configPushTool) Plan(ctx context.Context, actor clawops.Actor, args json.RawMessage) (governance.Plan, error) {
+	const op = NameConfigPush + " plan"
+	m, err := decodeObjectLimit(op, args, maxOpArgsBytes, "config", "version", "targets", "rolling", "batch_size",
+		"max_fail_percent", "reason", "requested_by")
+	if err != nil {
+		return governance.Plan{}, err
+	}
+	var a pushArgs
+	if a.RequestedBy, err = requesterArg(op, m, actor); err != nil {
+		return governance.Plan{}, err
+	}
+	cfg, ok := m["config"]
+	if !ok || !bytes.HasPrefix(bytes.TrimSpace(cfg), []byte("{")) {
+		return governance.Plan{}, badArgs(op, "argument \"config\" must be a JSON object")
+	}
+	// The gate stores arguments with sorted keys; sorting here too makes the default
+	// version and the plan the same whichever order the caller wrote the keys in.
+	if cfg, err = governance.CanonicalArgs(cfg); err != nil {
+		return governance.Plan{}, badArgs(op, "argument \"config\": %v", err)
+	}
+	if a.Version, err = stringArg(op, m, "version", versionRE, ""); err != nil {
+		return governance.Plan{}, err
+	}
+	if a.Rolling, err = boolArg(op, m, "rolling", true); err != nil {
+		return governance.Plan{}, err
+	}
+	if a.BatchSize, err = intArg(op, m, "batch_size", 1, fleet.MaxBatchSize, fleet.DefaultBatchSize); err != nil {
+		return governance.Plan{}, err
+	}
+	if a.MaxFailPercent, err = intArg(op, m, "max_fail_percent", 0, 100, DefaultMaxFailPercent); err != nil {
+		return governance.Plan{}, err
+	}
+	if a.Reason, err = stringArg(op, m, "reason", reasonRE, ""); err != nil {
+		return governance.Plan{}, err
+	}
+	views, err := t.pushTargets(ctx, op, m["targets"])
+	if err != nil {
+		return governance.Plan{}, err
+	}
+	for _, v := range views {
+		a.Targets = append(a.Targets, v.ID)
+	}
+	spec, err := fleet.NormalizePushSpec(fleet.PushSpec{Config: cfg, Version: a.Version, Targets: a.Targets,
+		BatchSize: a.BatchSize, MaxFailPercent: a.MaxFailPercent})
+	if err != nil {
+		return governance.Plan{}, clawops.E(op, err)
+	}
+	a.Config, a.Version = spec.Config, spec.Version
+	n := len(a.Targets)
+	if !a.Rolling {
+		a.BatchSize = n // one batch: the gate refuses this above 100 instances
+	}
+	batches := (n + a.BatchSize - 1) / a.BatchSize
+	p := governance.Plan{Tool: NameConfigPush, Args: canonical(a), Rolling: a.Rolling, BatchSize: a.BatchSize,
+		Reversible: true, ExpectedDuration: time.Duration(batches) * time.Minute}
+	accounts := map[string]bool{}
+	for _, v := range views {
+		// No state in these targets: a push does not depend on it (an instance without a
+		// node when its turn comes is skipped), and an approval must survive a heartbeat.
+		p.Targets = append(p.Targets, governance.Target{Instance: v.ID, Account: v.Account, Role: string(v.Role), Users: fleet.UsersPerAccount})
+		accounts[v.Account] = true
+	}
+	p.UsersAffected = len(accounts) * fleet.UsersPerAccount
+	what := fmt.Sprintf("%d instances", n)
+	p.Effects = []governance.Effect{
+		{Kind: EffectNodeCommand, Target: what, Detail: fmt.Sprintf("%s version %s (config sha256 %.12s…)", fleet.CmdConfigApply, a.Version, sha256hex(a.Config))},
+		{Kind: EffectNodeCommand, Target: what, Detail: fmt.Sprintf("%s and %s after each batch", fleet.CmdConfigGet, fleet.CmdHealth)},
+	}
+	how := fmt.Sprintf("all at once (%d instances in one batch)", n)
+	if a.Rolling {
+		how = fmt.Sprintf("rolling: %d batch(es) of %d, each validated (config version + health) before the next", batches, a.BatchSize)
+	}
+	p.Summary = fmt.Sprintf("Push OpenClaw config %s to %d instance(s) (%d user(s)), %s; stop above %d%% failed; the node rolls back a config that fails its health check",
+		a.Version, n, p.UsersAffected, how, a.MaxFailPercent)
+	return p, nil
+}
+
+// pushTargets resolves the targets argument to live instances, in ID order for
+// "all_active" and in the given order otherwise.
+func (t *configPushTool) pushTargets(ctx context.Context, op string, raw json.RawMessage) ([]fleet.InstanceView, error) {
+	if raw == nil {
+		return nil, badArgs(op, "argument \"targets\" is required: \"all_active\" or a list of instance IDs")
+	}
+	var all string
+	if json.Unmarshal(raw, &all) == nil {
+		if all != TargetsAllActive {
+			return nil, badArgs(op, "targets %.40q: want \"all_active\" or a list of instance IDs", all)
+		}
+		views, err := t.f.Instances(ctx)
+		if err != nil {
+			return nil, clawops.E(op, err)
+		}
+		var out []fleet.InstanceView
+		for _, v := range views {
+			if v.State == fleet.StateActive && (v.Role == fleet.RolePrimary || v.Role == fleet.RoleStandby) && v.Node != "" {
+				out = append(out, v)
+			}
+		}
+		if len(out) == 0 {
+			return nil, badArgs(op, "no ACTIVE instance to push to")
+		}
+		return out, nil
+	}
+	var ids []string
+	if string(raw) == "null" || json.Unmarshal(raw, &ids) != nil || len(ids) == 0 {
+		return nil, badArgs(op, "argument \"targets\" must be \"all_active\" or a non-empty list of instance IDs")
+	}
+	if len(ids) > fleet.MaxPushTargets {
+		return nil, badArgs(op, "%d targets: at most %d", len(ids), fleet.MaxPushTargets)
+	}
+	out := make([]fleet.InstanceView, 0, len(ids))
+	seen := map[string]bool{}
+	for _, s := range ids {
+		if !fleet.ValidInstanceID(s) {
+			return nil, badArgs(op, "target %.48q is not an instance id", s)
+		}
+		if seen[s] {
+			return nil, badArgs(op, "target %s is listed twice", s)
+		}
+		seen[s] = true
+		v, err := resolve(ctx, t.f, op, clawops.InstanceID(s))
+		if err != nil {
+			return nil, err
+		}
+		if v.State == fleet.StateTerminated {
+			return nil, clawops.E(op, clawops.KindDenied, clawops.ReasonInstanceNotActive, fmt.Errorf("target %s is terminated", s))
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (t *configPushTool) Apply(ctx context.Context, p governance.Plan) (governance.Result, error) {
+	var a pushArgs
+	if err := decodeStrict(NameConfigPush, "plan arguments", p.Args, &a); err != nil {
+		return governance.Result{}, err
+	}
+	if !a.Rolling && len(a.Targets) > governance.MaxDirectConfigPush {
+		return governance.Result{}, clawops.E(NameConfigPush, clawops.KindDenied, clawops.ReasonRollingRequired,
+			fmt.Errorf("%d instances need a rolling push", len(a.Targets)))
+	}
+	reason := a.Reason
+	if g := grantNote(ctx); g != "" {
+		reason = strings.TrimSpace(reason + " [" + g + "]")
+	}
+	v, err := t.p.StartPush(ctx, fleet.PushSpec{Config: a.Config, Version: a.Version, Targets: a.Targets,
+		BatchSize: a.BatchSize, MaxFailPercent: a.MaxFailPercent, RequestedBy: a.RequestedBy, Reason: reason})
+	if err != nil {
+		return governance.Result{}, clawops.E(NameConfigPush, err)
+	}
+	return governance.Result{Summary: fmt.Sprintf("Push %d started: config %s to %d instances in %d batch(es) of %d; progress follows batch by batch",
+		v.ID, v.Version, v.Total, v.Batches, v.BatchSize), Data: canonical(v)}, nil
+}
+
+// pushStatusTool is gf_push_status.
+type pushStatusTool struct{ c pushController }
+
+func (t *pushStatusTool) Spec() governance.ToolSpec {
+	return governance.ToolSpec{Name: NamePushStatus, Action: governance.ActionRead, Risk: clawops.RiskLow,
+		Description: "Show a rolling config push (state, counts per state, batches done, failures), or the most recent pushes.",
+		Schema:      schemaPushStatus}
+}
+
+func pushIDArg(op string, m map[string]json.RawMessage, required bool) (uint, error) {
+	if _, ok := m["push"]; !ok && required {
+		return 0, badArgs(op, "argument \"push\" is required")
+	}
+	n, err := intArg(op, m, "push", 1, math.MaxInt32, 0)
+	return uint(n), err
+}
+
+func (t *pushStatusTool) Plan(_ context.Context, _ clawops.Actor, args json.RawMessage) (governance.Plan, error) {
+	const op = NamePushStatus + " plan"
+	m, err := decodeObject(op, args, "push")
+	if err != nil {
+		return governance.Plan{}, err
+	}
+	id, err := pushIDArg(op, m, false)
+	if err != nil {
+		return governance.Plan{}, err
+	}
+	canon, what := map[string]any{}, "the most recent rolling pushes"
+	if id != 0 {
+		canon["push"], what = id, fmt.Sprintf("rolling push %d", id)
+	}
+	return governance.Plan{Tool: NamePushStatus, Args: canonical(canon), Summary: "Read " + what, Reversible: true,
+		Effects: []governance.Effect{{Kind: EffectDBRead, Target: "pushes", Detail: what}}}, nil
+}
+
+func pushLine(v fleet.PushView) string {
+	s := fmt.Sprintf("push %d (%s) %s: %d/%d batches, %d applied, %d failed, %d skipped, %d pending",
+		v.ID, v.Version, v.State, v.BatchesDone, v.Batches, v.Counts[fleet.TargetApplied], v.Counts[fleet.TargetFailed],
+		v.Counts[fleet.TargetSkipped], v.Counts[fleet.TargetPending]+v.Counts[fleet.TargetSending])
+	if v.StopReason != "" {
+		s += "; " + v.StopReason
+	}
+	return s
+}
+
+func (t *pushStatusTool) Apply(ctx context.Context, p governance.Plan) (governance.Result, error) {
+	m, err := decodeObject(NamePushStatus, p.Args, "push")
+	if err != nil {
+		return governance.Result{}, err
+	}
+	id, err := pushIDArg(NamePushStatus, m, false)
+	if err != nil {
+		return governance.Result{}, err
+	}
+	if id != 0 {
+		v, err := t.c.PushStatus(ctx, id)
+		if err != nil {
+			return governance.Result{}, clawops.E(NamePushStatus, err)
+		}
+		return governance.Result{Summary: pushLine(v), Data: canonical(v)}, nil
+	}
+	list, err := t.c.Pushes(ctx, 10)
+	if err != nil {
+		return governance.Result{}, clawops.E(NamePushStatus, err)
+	}
+	lines := []string{fmt.Sprintf("%d recent push(es)", len(list))}
+	for _, v := range list {
+		lines = append(lines, pushLine(v))
+	}
+	return governance.Result{Summary: strings.Join(lines, "\n"), Data: canonical(list)}, nil
+}
+
+// pushControlTool is gf_push_control: pause, resume or abort a rolling push.
+type pushControlTool struct{ c pushController }
+
+func (t *pushControlTool) Spec() governance.ToolSpec {
+	return governance.ToolSpec{Name: NamePushControl, Action: governance.ActionConfigPush, Risk: clawops.RiskLow,
+		Description: "Pause, resume or abort a rolling config push. Pause and abort take effect before the next " +
+			"instances; the ones in flight finish. Resume continues where it stopped.",
+		Schema: schemaPushControl}
+}
+
+// decodeControlArgs reads the arguments: the push, the action, and who asked (present in
+// a plan's canonical arguments).
+func decodeControlArgs(op string, raw json.RawMessage) (uint, string, string, error) {
+	m, err := decodeObject(op, raw, "push", "action", "requested_by")
+	if err != nil {
+		return 0, "", "", err
+	}
+	id, err := pushIDArg(op, m, true)
+	if err != nil {
+		return 0, "", "", err
+	}
+	action, err := stringArg(op, m, "action", nil, "")
+	if err != nil {
+		return 0, "", "", err
+	}
+	if !slices.Contains([]string{"pause", "resume", "abort"}, action) {
+		return 0, "", "", badArgs(op, "action %.40q: want pause, resume or abort", action)
+	}
+	by, err := stringArg(op, m, "requested_by", nil, "")
+	return id, action, by, err
+}
+
+func (t *pushControlTool) Plan(ctx context.Context, actor clawops.Actor, args json.RawMessage) (governance.Plan, error) {
+	const op = NamePushControl + " plan"
+	id, action, by, err := decodeControlArgs(op, args)
+	if err != nil {
+		return governance.Plan{}, err
+	}
+	if by != "" && by != requester(actor) {
+		return governance.Plan{}, badArgs(op, "requested_by %.80q does not name the caller", by)
+	}
+	v, err := t.c.PushStatus(ctx, id)
+	if err != nil {
+		return governance.Plan{}, clawops.E(op, err)
+	}
+	allowed := map[string][]string{"pause": {fleet.PushRunning}, "resume": {fleet.PushPaused}, "abort": {fleet.PushRunning, fleet.PushPaused}}
+	if !slices.Contains(allowed[action], v.State) {
+		return governance.Plan{}, clawops.E(op, clawops.KindInvalid, fleet.ReasonPushState, fmt.Errorf("push %d is %s: cannot %s it", id, v.State, action))
+	}
+	p := governance.Plan{Tool: NamePushControl, Args: canonical(map[string]any{"push": id, "action": action, "requested_by": requester(actor)}),
+		Reversible: action != "abort",
+		Effects:    []governance.Effect{{Kind: EffectDBUpdate, Target: fmt.Sprintf("push-%d", id), Detail: action}}}
+	pending := v.Counts[fleet.TargetPending]
+	switch action {
+	case "pause":
+		p.Summary = fmt.Sprintf("Pause push %d (%s) before its next instances; %d pending wait", id, v.Version, pending)
+	case "resume":
+		p.UsersAffected = pending * fleet.UsersPerAccount
+		p.Summary = fmt.Sprintf("Resume push %d (%s): %d pending instances get the config, batch by batch", id, v.Version, pending)
+	case "abort":
+		p.Summary = fmt.Sprintf("Abort push %d (%s): %d pending instances are skipped; the ones already configured keep it", id, v.Version, pending)
+	}
+	return p, nil
+}
+
+func (t *pushControlTool) Apply(ctx context.Context, p governance.Plan) (governance.Result, error) {
+	id, action, by, err := decodeControlArgs(NamePushControl, p.Args)
+	if err != nil {
+		return governance.Result{}, err
+	}
+	if g := grantNote(ctx); g != "" {
+		by += " [" + g + "]"
+	}
+	var v fleet.PushView
+	switch action {
+	case "pause":
+		v, err = t.c.PausePush(ctx, id, by)
+	case "resume":
+		v, err = t.c.ResumePush(ctx, id, by)
+	default:
+		v, err = t.c.AbortPush(ctx, id, by)
+	}
+	if err != nil {
+		return governance.Result{}, clawops.E(NamePushControl, err)
+	}
+	return governance.Result{Summary: pushLine(v), Data: canonical(v)}, nil
+}
+
+func sha256hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
