@@ -99,7 +99,7 @@ func (g *Gateway) wireChannels(mux *http.ServeMux, lookup func(string) (string, 
 		Channels: append([]channels.Channel{g.console}, chans...),
 		Logger:   g.log.With("room", "notifier"),
 	})
-	g.approvals.set(g.notifier)
+	g.approvals.set(g.notifier, g.team)
 	return nil
 }
 
@@ -137,19 +137,22 @@ func adminOnly(auth *api.TokenStore, h http.Handler) http.Handler {
 	})
 }
 
-// approvalRelay forwards approval changes to the notifier built after the gate (the
-// adapters need the gate to decide presses, the gate needs somewhere to send its cards).
+// approvalRelay forwards approval changes to the channels' notifier and the agent team,
+// both built after the gate (the adapters need the gate to decide presses, the gate needs
+// somewhere to send its cards).
 type approvalRelay struct {
-	n atomic.Pointer[channels.Notifier]
+	to atomic.Pointer[[]governance.Notifier]
 }
 
 var _ governance.Notifier = (*approvalRelay)(nil)
 
-func (r *approvalRelay) set(n *channels.Notifier) { r.n.Store(n) }
+func (r *approvalRelay) set(ns ...governance.Notifier) { r.to.Store(&ns) }
 
-// ApprovalChanged hands the change to the notifier, once it exists.
+// ApprovalChanged hands the change on, once the receivers exist.
 func (r *approvalRelay) ApprovalChanged(ctx context.Context, a governance.Approval) {
-	if n := r.n.Load(); n != nil {
-		n.ApprovalChanged(ctx, a)
+	if ns := r.to.Load(); ns != nil {
+		for _, n := range *ns {
+			n.ApprovalChanged(ctx, a)
+		}
 	}
 }

@@ -82,6 +82,9 @@ type Gateway struct {
 	console   *web.Console
 	chans     []channels.Channel
 	approvals *approvalRelay
+	team      *agents.Team
+	bus       *fleet.Bus
+	tokens    []config.Token
 	auth      *api.TokenStore
 	notifier  *channels.Notifier
 	handler   http.Handler
@@ -166,7 +169,9 @@ func (g *Gateway) wire(opts Options, nodeURL string) error {
 		return fmt.Errorf("new gateway: %w", err)
 	}
 
+	g.bus = fleet.NewBus(g.log.With("room", "events"))
 	g.fleet, err = fleet.NewService(fleet.Options{
+		Bus:              g.bus,
 		DB:               g.db,
 		Nodes:            g.hub,
 		Tokens:           g.hub,
@@ -216,10 +221,8 @@ func (g *Gateway) wire(opts Options, nodeURL string) error {
 		g.gate.Register(t)
 	}
 
-	g.commander, err = agents.NewCommander(agents.CommanderOptions{
-		Gate: g.gate, DB: g.db, Clock: g.clk, Logger: g.log.With("room", "agents"),
-	})
-	if err != nil {
+	g.tokens = opts.Tokens
+	if err := g.buildTeam(opts.LookupEnv); err != nil {
 		return fmt.Errorf("new gateway: %w", err)
 	}
 
@@ -363,7 +366,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	eg.Go(func() error { return g.gate.RunExpiry(ctx, 15*time.Second) })
-	eg.Go(func() error { return g.sweepLoop(ctx) })
+	eg.Go(func() error { return g.monitor().Run(ctx) })
+	eg.Go(func() error { return g.fleet.RunProvisioner(ctx, 0) })
+	eg.Go(func() error { return g.fleet.RunPushWorker(ctx, 0) })
+	eg.Go(func() error { return g.team.Run(ctx) })
+	eg.Go(func() error { return g.pumpEvents(ctx, g.bus.Subscribe(0)) })
 	eg.Go(func() error { return store.RunCheckpoints(ctx, g.db, store.CheckpointInterval) })
 	eg.Go(func() error {
 		return g.gate.Audit().RunCheckpoints(ctx, g.key, CheckpointInterval, g.log.With("room", "audit"))
@@ -371,28 +378,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return eg.Wait()
 }
 
-// sweepLoop marks instances whose heartbeats stopped.
-func (g *Gateway) sweepLoop(ctx context.Context) error {
-	every := g.cfg.Nodes.HeartbeatInterval
-	if every <= 0 {
-		every = 10 * time.Second
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			changed, err := g.fleet.Sweep(ctx)
-			if err != nil && ctx.Err() == nil {
-				g.log.Warn("fleet sweep failed", "err", err)
-			}
-			for _, c := range changed {
-				g.log.Info("instance state changed", "instance", c.Instance, "from", c.From, "to", c.To)
-			}
-		}
-	}
+// monitor sweeps the fleet on the heartbeat interval: it marks instances whose heartbeats
+// stopped and raises INSTANCE_DEGRADED, PAIR_FAILED, COST_ANOMALY,
+// PROVISION_QUEUE_BACKLOG and PROVIDER_DEGRADED on the bus.
+func (g *Gateway) monitor() *fleet.Monitor {
+	return fleet.NewMonitor(g.fleet, fleet.MonitorOptions{Interval: g.cfg.Nodes.HeartbeatInterval})
 }
 
 // Close stops the local fleet's processes and closes the hub, the listener and the store.
