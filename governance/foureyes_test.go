@@ -154,8 +154,7 @@ func TestFourEyesConcurrent(t *testing.T) {
 
 func secondFactorHarness(t *testing.T) (*harness, *testTool) {
 	tool := newTestTool("fleet.teardown", ActionTeardown, clawops.RiskHigh, 4)
-	var h *harness
-	h = newHarnessOpts(t, func(o *GateOptions) {
+	h := newHarnessOpts(t, func(o *GateOptions) {
 		v, err := NewTOTPVerifier(map[string]string{bob.Identity: testTOTPSecret, carol.Identity: "jbsw y3dp ehpk 3pxp jbsw y3dp ehpk 3pxp"}, o.Clock)
 		if err != nil {
 			t.Fatal(err)

@@ -19,7 +19,6 @@ func newFakeBot(t *testing.T, token string) *fakeBot {
 }
 
 func (f *fakeBot) endpoint() string                          { return f.Endpoint() }
-func (f *fakeBot) push(u map[string]any)                     { f.Push(u) }
 func (f *fakeBot) pushMessage(chat, from int64, text string) { f.PushMessage(chat, from, text) }
 func (f *fakeBot) pushPress(from int64, data string) string  { return f.PushPress(from, data) }
 func (f *fakeBot) fail(method string, fails ...apiFailure)   { f.Fail(method, fails...) }

@@ -146,6 +146,7 @@ var nextID int
 // incoming feeds a text message from number through whatsmeow's event dispatch.
 func (r *rig) incoming(sender types.JID, senderAlt types.JID, text string) {
 	nextID++
+	//lint:ignore SA1019 the documented way to feed whatsmeow events offline: its network end cannot run here
 	r.wa.DangerousInternals().DispatchEvent(&events.Message{
 		Info: types.MessageInfo{
 			MessageSource: types.MessageSource{Chat: sender, Sender: sender, SenderAlt: senderAlt},
