@@ -182,7 +182,7 @@ func TestRenderIsCloudConfigYAML(t *testing.T) {
 		"--join-token-file /etc/clawops/join-token ",
 		"--instance demo1-pri ",
 		"--health-url http://127.0.0.1:18789/healthz ",
-		"--runtime docker --compose-file /opt/openclaw/compose.yaml\n",
+		"--runtime docker --compose-file /opt/openclaw/compose.yaml --openclaw-config /var/lib/openclaw/openclaw.json --workspace-dir /var/lib/openclaw/workspace --backup-dir /var/lib/gf-clawnode/backups\n",
 	} {
 		if !strings.Contains(unit, want) {
 			t.Errorf("gf-clawnode unit lacks %q:\n%s", want, unit)
