@@ -108,6 +108,37 @@ type Nodes struct {
 // Fleet configures the fleet's providers.
 type Fleet struct {
 	Local LocalProvider `yaml:"local"`
+	// Clouds are the cloud providers new servers may be created at.
+	Clouds []CloudProvider `yaml:"clouds" env:"-"`
+	// Bootstrap is what every new cloud server installs (rendered into cloud-init).
+	Bootstrap Bootstrap `yaml:"bootstrap"`
+}
+
+// CloudProvider is one cloud account.
+type CloudProvider struct {
+	// Name is hetzner, digitalocean or vultr.
+	Name string `yaml:"name"`
+	// TokenEnv or TokenFile hold the API token (a secret).
+	TokenEnv  string `yaml:"token_env"`
+	TokenFile string `yaml:"token_file"`
+	// Endpoint overrides the API URL (a proxy, a test server); empty: the provider's own.
+	Endpoint string `yaml:"endpoint"`
+	// Image is the base image, e.g. debian-12 (Vultr: os:<id>, snapshot:<uuid>).
+	Image string `yaml:"image"`
+	// SSHKeys are the provider's key IDs added to every server, for the SSH fallback.
+	SSHKeys []string `yaml:"ssh_keys"`
+}
+
+// Bootstrap configures what new cloud servers install.
+type Bootstrap struct {
+	// ClawnodeURL is an https URL of the gf-clawnode binary; ClawnodeSHA256 its hex SHA-256.
+	ClawnodeURL    string `yaml:"clawnode_url"`
+	ClawnodeSHA256 string `yaml:"clawnode_sha256"`
+	// OpenClawImage is the pinned OpenClaw image (a tag or digest, never latest).
+	OpenClawImage string `yaml:"openclaw_image"`
+	// TailscaleKeyEnv or TailscaleKeyFile hold the tailnet auth key new servers join with.
+	TailscaleKeyEnv  string `yaml:"tailscale_key_env"`
+	TailscaleKeyFile string `yaml:"tailscale_key_file"`
 }
 
 // LocalProvider configures the provider that runs instances on this machine.

@@ -90,6 +90,14 @@ func applyEnv(c *Config, env []string) (map[string]string, error) {
 			ignored = append(ignored, t.TokenEnv)
 		}
 	}
+	for _, cp := range c.Fleet.Clouds {
+		if cp.TokenEnv != "" {
+			ignored = append(ignored, cp.TokenEnv)
+		}
+	}
+	if c.Fleet.Bootstrap.TailscaleKeyEnv != "" {
+		ignored = append(ignored, c.Fleet.Bootstrap.TailscaleKeyEnv)
+	}
 	if c.LLM.APIKeyEnv != "" {
 		ignored = append(ignored, c.LLM.APIKeyEnv)
 	}

@@ -195,7 +195,7 @@ func (f *Fleet) validate(path string) []*Error {
 		errs = append(errs, keyError(p+".node_binary", "is empty: name the gf-clawnode executable"))
 	}
 	errs = append(errs, oneOf(p+".runtime", l.Runtime, "process", "docker")...)
-	return errs
+	return append(errs, f.validateClouds(path)...)
 }
 
 func (d *Demo) validate(path string) []*Error {
@@ -296,4 +296,69 @@ func (c *Config) ResolveLLMKey(getenv func(string) string) (string, error) {
 	}
 	key, _, err := readSecret("llm", "api_key", c.LLM.APIKeyEnv, c.LLM.APIKeyFile, "the model endpoint", getenv)
 	return key, err
+}
+
+func (f *Fleet) validateClouds(path string) []*Error {
+	var errs []*Error
+	seen := map[string]bool{}
+	for i, c := range f.Clouds {
+		p := fmt.Sprintf("%s.clouds[%d]", path, i)
+		errs = append(errs, oneOf(p+".name", c.Name, "hetzner", "digitalocean", "vultr")...)
+		if seen[c.Name] {
+			errs = append(errs, keyError(p+".name", "%s is listed twice: keep one entry per provider", c.Name))
+		}
+		seen[c.Name] = true
+		switch {
+		case c.TokenEnv == "" && c.TokenFile == "":
+			errs = append(errs, keyError(p, "has no API token: set token_env or token_file"))
+		case c.TokenEnv != "" && c.TokenFile != "":
+			errs = append(errs, keyError(p, "sets both token_env and token_file: keep one"))
+		}
+	}
+	if len(f.Clouds) > 0 {
+		b := f.Bootstrap
+		if b.ClawnodeURL == "" || b.ClawnodeSHA256 == "" {
+			errs = append(errs, keyError(path+".bootstrap", "needs clawnode_url and clawnode_sha256 when clouds are configured: new servers download and verify gf-clawnode"))
+		}
+		if b.OpenClawImage == "" {
+			errs = append(errs, keyError(path+".bootstrap.openclaw_image", "is empty: pin the OpenClaw image new servers run"))
+		}
+		if b.TailscaleKeyEnv == "" && b.TailscaleKeyFile == "" {
+			errs = append(errs, keyError(path+".bootstrap", "needs tailscale_key_env or tailscale_key_file: new servers join the tailnet with it"))
+		}
+	}
+	return errs
+}
+
+// CloudSecrets are the resolved secrets of the cloud providers.
+type CloudSecrets struct {
+	Tokens       map[string]string // provider name → API token
+	TailscaleKey string
+}
+
+// ResolveCloudSecrets reads the cloud API tokens and the tailnet auth key. The secrets
+// never appear in errors.
+func (c *Config) ResolveCloudSecrets(getenv func(string) string) (CloudSecrets, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	out := CloudSecrets{Tokens: map[string]string{}}
+	var errs []error
+	for i, cp := range c.Fleet.Clouds {
+		tok, _, err := readSecret(fmt.Sprintf("fleet.clouds[%d]", i), "token", cp.TokenEnv, cp.TokenFile, cp.Name, getenv)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out.Tokens[cp.Name] = tok
+	}
+	if len(c.Fleet.Clouds) > 0 {
+		b := c.Fleet.Bootstrap
+		key, _, err := readSecret("fleet.bootstrap", "tailscale_key", b.TailscaleKeyEnv, b.TailscaleKeyFile, "new servers", getenv)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		out.TailscaleKey = key
+	}
+	return out, errors.Join(errs...)
 }

@@ -169,13 +169,20 @@ func (g *Gateway) wire(opts Options, nodeURL string) error {
 		return fmt.Errorf("new gateway: %w", err)
 	}
 
+	providers, tailscaleKey, err := cloudProviders(cfg, opts.LookupEnv, g.log.With("room", "providers"))
+	if err != nil {
+		return fmt.Errorf("new gateway: %w", err)
+	}
+	providers[g.local.Name()] = g.local
 	g.bus = fleet.NewBus(g.log.With("room", "events"))
 	g.fleet, err = fleet.NewService(fleet.Options{
 		Bus:              g.bus,
 		DB:               g.db,
 		Nodes:            g.hub,
 		Tokens:           g.hub,
-		Providers:        map[string]fleet.Provider{g.local.Name(): g.local},
+		Providers:        providers,
+		TailscaleKey:     tailscaleKey,
+		OpenClawImage:    cfg.Fleet.Bootstrap.OpenClawImage,
 		GatewayURL:       nodeURL,
 		GatewayKey:       base64.RawURLEncoding.EncodeToString(g.key.Public().(ed25519.PublicKey)),
 		JoinTokenTTL:     cfg.Nodes.JoinTokenTTL,
