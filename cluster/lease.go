@@ -1,0 +1,312 @@
+// Package cluster elects one leader among the gateway replicas that share a database.
+//
+// Several gateways may run against one PostgreSQL database for availability. Most of
+// what a gateway does is safe on every replica (serving the API from the database,
+// verifying audit), but some loops must run exactly once per fleet: the health monitor,
+// the provisioning queue, the rolling-push worker, approval expiry, audit checkpoints,
+// chat pollers and schedules. Those run on the replica holding the leader lease.
+//
+// The lease is one row in the shared database. Its expiry is computed from the
+// database's own clock, so replicas' clocks never have to agree; the holder renews it
+// well before it runs out, and steps down by its own monotonic clock if it cannot renew
+// in time, so it stops leading before anyone else can start. Every change of holder
+// increments the lease's epoch, a fencing number a leader's work can carry. SQLite works
+// too (one replica on one host: it acquires at once).
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// Lease is the row a leader holds: who holds it, where that replica serves, the
+// fencing epoch, and when it runs out by the database's clock (ms since 1970).
+type Lease struct {
+	Name       string `gorm:"primaryKey;size:64"`
+	Holder     string `gorm:"size:200"`
+	Addr       string `gorm:"size:500"`
+	Epoch      int64
+	ExpiresMs  int64
+	AcquiredMs int64
+}
+
+// TableName is cluster_leases.
+func (Lease) TableName() string { return "cluster_leases" }
+
+// Migrate creates or updates the lease table.
+func Migrate(db *gorm.DB) error { return db.AutoMigrate(&Lease{}) }
+
+// Defaults of an Elector.
+const (
+	DefaultTTL = 15 * time.Second
+	// MinTTL keeps a lease long enough for one slow database round trip to renew it.
+	MinTTL = 2 * time.Second
+)
+
+// Options configure an Elector.
+type Options struct {
+	// Name is the lease; "leader" when empty.
+	Name string
+	// ID names this replica; it must differ between replicas and should stay the same
+	// across restarts of one replica (so a restarted leader takes its lease back at once).
+	ID string
+	// Addr is the base URL other replicas forward requests to while this one leads.
+	Addr string
+	// TTL is how long a lease lasts without renewal (default 15s): the longest a fleet
+	// goes without a leader after its leader dies without releasing.
+	TTL time.Duration
+	// Logger receives transitions; nil discards.
+	Logger *slog.Logger
+}
+
+// Status is what a replica knows of the lease.
+type Status struct {
+	Replica string `json:"replica"`
+	Leader  bool   `json:"leader"`
+	// Holder and Addr are the leader's ID and URL as last read ("" when none is known).
+	Holder string `json:"holder,omitempty"`
+	Addr   string `json:"addr,omitempty"`
+	Epoch  int64  `json:"epoch"`
+}
+
+// Elector campaigns for one lease on behalf of this replica.
+type Elector struct {
+	db    *gorm.DB
+	opts  Options
+	log   *slog.Logger
+	nowMs string // SQL expression: the database's clock in ms since 1970
+
+	mu     sync.Mutex
+	status Status
+	change chan struct{} // closed and replaced on every status change
+}
+
+// New returns an Elector for opts over db, whose lease table must be migrated.
+func New(db *gorm.DB, opts Options) (*Elector, error) {
+	if db == nil {
+		return nil, errors.New("cluster: database is nil")
+	}
+	if opts.Name == "" {
+		opts.Name = "leader"
+	}
+	if opts.ID == "" || len(opts.ID) > 200 {
+		return nil, fmt.Errorf("cluster: replica id %.40q: want 1-200 characters", opts.ID)
+	}
+	if len(opts.Addr) > 500 {
+		return nil, errors.New("cluster: replica address longer than 500 characters")
+	}
+	if opts.TTL == 0 {
+		opts.TTL = DefaultTTL
+	}
+	if opts.TTL < MinTTL {
+		return nil, fmt.Errorf("cluster: lease ttl %s is shorter than %s", opts.TTL, MinTTL)
+	}
+	e := &Elector{db: db, opts: opts, log: opts.Logger, change: make(chan struct{}),
+		status: Status{Replica: opts.ID}}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	switch db.Dialector.Name() {
+	case "postgres":
+		e.nowMs = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+	case "sqlite":
+		e.nowMs = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+	default:
+		return nil, fmt.Errorf("cluster: database %q is not supported (postgres or sqlite)", db.Dialector.Name())
+	}
+	return e, nil
+}
+
+// Status returns what this replica knows of the lease now.
+func (e *Elector) Status() Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.status
+}
+
+// Changed returns a channel closed at the next status change.
+func (e *Elector) Changed() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.change
+}
+
+func (e *Elector) setStatus(s Status) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s.Replica = e.opts.ID
+	if s == e.status {
+		return
+	}
+	e.status = s
+	close(e.change)
+	e.change = make(chan struct{})
+}
+
+// renewEvery is how often a leader renews; a follower polls at the same pace.
+func (e *Elector) renewEvery() time.Duration { return e.opts.TTL / 3 }
+
+// validFor is how long after sending a successful renewal this replica still counts
+// itself leader: the TTL less a margin for the clocks' rates and the scheduler.
+func (e *Elector) validFor() time.Duration { return e.opts.TTL - e.opts.TTL/5 }
+
+// Run campaigns until ctx ends. While this replica holds the lease, lead runs with a
+// context that ends when the lease is lost; if lead returns while the lease is still
+// held, the lease is released and the campaign starts over. When ctx ends the lease is
+// released, so a successor takes over without waiting for it to expire. Run returns nil
+// when ctx ends.
+func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error) error {
+	if err := e.ensureRow(ctx); err != nil && ctx.Err() == nil {
+		e.log.Warn("lease row", "err", err)
+	}
+	for {
+		won, until := e.tryAcquire(ctx, time.Time{})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if won {
+			e.leadUntilLost(ctx, until, lead)
+			if ctx.Err() != nil {
+				e.release()
+				return nil
+			}
+		}
+		t := time.NewTimer(e.renewEvery())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (e *Elector) ensureRow(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, e.renewEvery())
+	defer cancel()
+	return e.db.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(&Lease{Name: e.opts.Name}).Error
+}
+
+// tryAcquire takes or renews the lease in one statement, giving up at deadline (when
+// not zero) or after one renewal period. It returns whether this replica holds the
+// lease and, if so, until when by the monotonic clock.
+func (e *Elector) tryAcquire(ctx context.Context, deadline time.Time) (bool, time.Time) {
+	sent := time.Now()
+	if deadline.IsZero() || deadline.After(sent.Add(e.renewEvery())) {
+		deadline = sent.Add(e.renewEvery())
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	ttl := e.opts.TTL.Milliseconds()
+	res := e.db.WithContext(ctx).Exec(
+		"UPDATE cluster_leases SET holder = ?, addr = ?, "+
+			"epoch = CASE WHEN holder = ? THEN epoch ELSE epoch + 1 END, "+
+			"acquired_ms = CASE WHEN holder = ? THEN acquired_ms ELSE "+e.nowMs+" END, "+
+			"expires_ms = "+e.nowMs+" + ? "+
+			"WHERE name = ? AND (holder = ? OR holder = '' OR expires_ms < "+e.nowMs+")",
+		e.opts.ID, e.opts.Addr, e.opts.ID, e.opts.ID, ttl, e.opts.Name, e.opts.ID)
+	if res.Error != nil {
+		e.log.Warn("lease: database did not answer", "err", res.Error)
+		return false, time.Time{}
+	}
+	var l Lease
+	rerr := e.db.WithContext(ctx).Where("name = ?", e.opts.Name).Take(&l).Error
+	if res.RowsAffected == 1 {
+		st := Status{Leader: true, Holder: e.opts.ID, Addr: e.opts.Addr, Epoch: l.Epoch}
+		if rerr != nil {
+			st.Epoch = e.Status().Epoch
+		}
+		e.setStatus(st)
+		return true, sent.Add(e.validFor())
+	}
+	switch {
+	case rerr == nil:
+		st := Status{Holder: l.Holder, Addr: l.Addr, Epoch: l.Epoch}
+		if l.Holder == "" {
+			st.Addr = ""
+		}
+		e.setStatus(st)
+	case errors.Is(rerr, gorm.ErrRecordNotFound):
+		// A database migrated after Run started: create the row for the next round.
+		if err := e.ensureRow(ctx); err != nil {
+			e.log.Warn("lease row", "err", err)
+		}
+	}
+	return false, time.Time{}
+}
+
+// leadUntilLost runs lead while renewing the lease; it returns when the lease is lost,
+// lead returns, or ctx ends, with lead's context ended and lead returned.
+func (e *Elector) leadUntilLost(ctx context.Context, until time.Time, lead func(ctx context.Context) error) {
+	st := e.Status()
+	e.log.Info("became leader", "replica", e.opts.ID, "epoch", st.Epoch)
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- lead(lctx) }()
+	stop := func(why string) {
+		cancel()
+		if err := <-done; err != nil && ctx.Err() == nil {
+			e.log.Error("leader work ended", "err", err)
+		}
+		e.setStatus(Status{Epoch: st.Epoch})
+		e.log.Warn("stopped leading", "replica", e.opts.ID, "epoch", st.Epoch, "why", why)
+	}
+	t := time.NewTicker(e.renewEvery())
+	defer t.Stop()
+	// The deadline fires on its own, not only at a tick: a leader that cannot renew stops
+	// before the lease can have run out by the database's clock.
+	deadline := time.NewTimer(time.Until(until))
+	defer deadline.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			stop("shutting down")
+			return
+		case err := <-done:
+			done <- err // stop reads it again
+			stop(fmt.Sprintf("leader work returned: %v", err))
+			e.release()
+			return
+		case <-deadline.C:
+			stop("lease not renewed in time")
+			return
+		case <-t.C:
+			won, next := e.tryAcquire(ctx, until)
+			switch {
+			case ctx.Err() != nil:
+				stop("shutting down")
+				return
+			case won:
+				until = next
+				deadline.Reset(time.Until(until))
+			case e.Status().Holder != "" && e.Status().Holder != e.opts.ID:
+				stop("another replica holds the lease")
+				return
+			}
+		}
+	}
+}
+
+// release gives the lease up if this replica still holds it.
+func (e *Elector) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), e.renewEvery())
+	defer cancel()
+	res := e.db.WithContext(ctx).Model(&Lease{}).Where("name = ? AND holder = ?", e.opts.Name, e.opts.ID).
+		Updates(map[string]any{"holder": "", "addr": "", "expires_ms": 0})
+	if res.Error != nil {
+		e.log.Warn("lease not released; it expires on its own", "err", res.Error)
+		return
+	}
+	if res.RowsAffected == 1 {
+		e.log.Info("lease released", "replica", e.opts.ID)
+	}
+	st := e.Status()
+	e.setStatus(Status{Epoch: st.Epoch})
+}
