@@ -330,6 +330,23 @@ func (h *Hub) unregister(c *nodeConn) {
 	h.mu.Unlock()
 }
 
+// DisconnectAll closes every node connection; the nodes reconnect on their own. A
+// gateway replica that stops leading calls it so its nodes move to the new leader.
+func (h *Hub) DisconnectAll(why string) {
+	h.mu.RLock()
+	conns := make([]*nodeConn, 0, len(h.conns))
+	for _, c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.mu.RUnlock()
+	if len(conns) > 0 {
+		h.log.Info("disconnecting all nodes", "nodes", len(conns), "why", why)
+	}
+	for _, c := range conns {
+		c.closeNow()
+	}
+}
+
 func (h *Hub) disconnect(node clawops.NodeID, why string) {
 	if c := h.conn(node); c != nil {
 		h.log.Info("disconnecting node", "node", short(node), "why", why)

@@ -40,8 +40,8 @@ type Lease struct {
 // TableName is cluster_leases.
 func (Lease) TableName() string { return "cluster_leases" }
 
-// Migrate creates or updates the lease table.
-func Migrate(db *gorm.DB) error { return db.AutoMigrate(&Lease{}) }
+// Migrate creates or updates the cluster's tables.
+func Migrate(db *gorm.DB) error { return db.AutoMigrate(&Lease{}, &Identity{}) }
 
 // Defaults of an Elector.
 const (

@@ -44,6 +44,7 @@ type Config struct {
 	Governance Governance `yaml:"governance"`
 	LLM        LLM        `yaml:"llm"`
 	Agents     Agents     `yaml:"agents"`
+	Cluster    Cluster    `yaml:"cluster"`
 }
 
 // Log configures the gateway's structured logs.
@@ -252,6 +253,7 @@ func Default() *Config {
 		Approvals:  Approvals{TTL: 30 * time.Minute},
 		Governance: Governance{Environment: "production"},
 		Agents:     Agents{Schedules: true},
+		Cluster:    Cluster{LeaseTTL: 15 * time.Second},
 		Nodes: Nodes{
 			TickInterval:      15 * time.Second,
 			HeartbeatInterval: 10 * time.Second,

@@ -85,7 +85,8 @@ func TestFullExample(t *testing.T) {
 		LLM: LLM{BaseURL: "https://api.openai.com/v1", APIKeyEnv: "CLAWOPS_LLM_API_KEY",
 			Models: []string{"gpt-4.1", "gpt-4.1-mini"},
 			Prices: []ModelPrice{{Model: "gpt-4.1", InputPerMTok: 2, OutputPerMTok: 8}}},
-		Agents: Agents{Workspace: "/etc/clawops/workspace", MemoryDir: "/var/lib/clawops/memory", Schedules: true},
+		Agents:  Agents{Workspace: "/etc/clawops/workspace", MemoryDir: "/var/lib/clawops/memory", Schedules: true},
+		Cluster: Cluster{ReplicaID: "gw-fsn1-a", AdvertiseURL: "http://100.101.102.103:8443", LeaseTTL: 15 * time.Second},
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Load(full.good.yaml) mismatch (-want +got):\n%s", diff)

@@ -13,8 +13,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -28,6 +30,7 @@ import (
 	"github.com/gatewayforge/clawops/clawnode"
 	"github.com/gatewayforge/clawops/clawnode/keyfile"
 	"github.com/gatewayforge/clawops/clawnode/proto"
+	"github.com/gatewayforge/clawops/cluster"
 	"github.com/gatewayforge/clawops/config"
 	"github.com/gatewayforge/clawops/fleet"
 	"github.com/gatewayforge/clawops/fleet/local"
@@ -88,6 +91,10 @@ type Gateway struct {
 	auth      *api.TokenStore
 	notifier  *channels.Notifier
 	handler   http.Handler
+
+	elector *cluster.Elector
+	proxyMu sync.Mutex
+	proxies map[string]*httputil.ReverseProxy
 }
 
 // New opens the store, migrates it, loads or creates the gateway key, listens, and wires
@@ -133,6 +140,10 @@ func New(ctx context.Context, opts Options) (_ *Gateway, err error) {
 	if err := g.wire(opts, nodeURL); err != nil {
 		return nil, err
 	}
+	if err := g.wireCluster(ctx, g.url); err != nil {
+		return nil, err
+	}
+	g.handler = g.routeToLeader(g.handler)
 	return g, nil
 }
 
@@ -308,14 +319,20 @@ func openStore(ctx context.Context, cfg *config.Config, backgroundCheckpoint boo
 	if err != nil {
 		return nil, err
 	}
-	for name, migrate := range map[string]func(*gorm.DB) error{
-		"clawnode": clawnode.Migrate, "fleet": fleet.Migrate,
-		"governance": governance.Migrate, "agents": agents.Migrate,
-	} {
-		if err := migrate(db); err != nil {
-			store.Close(db)
-			return nil, fmt.Errorf("open store: migrate %s: %w", name, err)
+	err = store.Migrate(ctx, db, func(db *gorm.DB) error {
+		for name, migrate := range map[string]func(*gorm.DB) error{
+			"clawnode": clawnode.Migrate, "fleet": fleet.Migrate,
+			"governance": governance.Migrate, "agents": agents.Migrate, "cluster": cluster.Migrate,
+		} {
+			if err := migrate(db); err != nil {
+				return fmt.Errorf("migrate %s: %w", name, err)
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		store.Close(db)
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	return db, nil
 }
@@ -359,12 +376,43 @@ func (g *Gateway) Run(ctx context.Context) error {
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
-	eg.Go(func() error { return g.notifier.Run(ctx) })
+	// Every replica serves HTTP (forwarding to the leader what it does not lead) and keeps
+	// its own SQLite WAL short; the rest runs on the leader only.
+	eg.Go(func() error { return store.RunCheckpoints(ctx, g.db, store.CheckpointInterval) })
+	lost := make(chan struct{})
+	eg.Go(func() error { return g.elector.Run(ctx, g.lead(ctx, lost, g.leaderLoops())) })
+	eg.Go(func() error {
+		select {
+		case <-lost:
+			return ErrLeadershipLost
+		case <-ctx.Done():
+			return nil
+		}
+	})
+	return eg.Wait()
+}
+
+// leaderLoops are the loops exactly one replica runs: approvals expiring, the fleet's
+// monitor, provisioning queue and push worker, the agent team and its schedules, chat
+// pollers and the outbox, fleet events to the team, and audit checkpoints.
+func (g *Gateway) leaderLoops() []func(context.Context) error {
+	loops := []func(context.Context) error{
+		g.notifier.Run,
+		func(ctx context.Context) error { return g.gate.RunExpiry(ctx, 15*time.Second) },
+		func(ctx context.Context) error { return g.monitor().Run(ctx) },
+		func(ctx context.Context) error { return g.fleet.RunProvisioner(ctx, 0) },
+		func(ctx context.Context) error { return g.fleet.RunPushWorker(ctx, 0) },
+		g.team.Run,
+		func(ctx context.Context) error { return g.pumpEvents(ctx, g.bus.Subscribe(0)) },
+		func(ctx context.Context) error {
+			return g.gate.Audit().RunCheckpoints(ctx, g.key, CheckpointInterval, g.log.With("room", "audit"))
+		},
+	}
 	for _, ch := range g.chans {
 		if r, ok := ch.(channels.Runner); ok {
 			// A chat platform that fails for good (a revoked token) must not take the node
 			// plane and the console down with it: it is logged, and doctor reports it.
-			eg.Go(func() error {
+			loops = append(loops, func(ctx context.Context) error {
 				if err := r.Run(ctx); err != nil && ctx.Err() == nil {
 					g.log.Error("channel stopped", "channel", ch.Name(), "err", err)
 				}
@@ -372,17 +420,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			})
 		}
 	}
-	eg.Go(func() error { return g.gate.RunExpiry(ctx, 15*time.Second) })
-	eg.Go(func() error { return g.monitor().Run(ctx) })
-	eg.Go(func() error { return g.fleet.RunProvisioner(ctx, 0) })
-	eg.Go(func() error { return g.fleet.RunPushWorker(ctx, 0) })
-	eg.Go(func() error { return g.team.Run(ctx) })
-	eg.Go(func() error { return g.pumpEvents(ctx, g.bus.Subscribe(0)) })
-	eg.Go(func() error { return store.RunCheckpoints(ctx, g.db, store.CheckpointInterval) })
-	eg.Go(func() error {
-		return g.gate.Audit().RunCheckpoints(ctx, g.key, CheckpointInterval, g.log.With("room", "audit"))
-	})
-	return eg.Wait()
+	return loops
 }
 
 // monitor sweeps the fleet on the heartbeat interval: it marks instances whose heartbeats

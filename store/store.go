@@ -134,3 +134,30 @@ func Close(db *gorm.DB) error {
 	}
 	return sqlDB.Close()
 }
+
+// migrationLockKey is the PostgreSQL advisory lock that serialises schema changes.
+const migrationLockKey = 0x636c61776f7073 // "clawops"
+
+// Migrate runs migrate with the database's schema lock held: on PostgreSQL an advisory
+// lock, so gateway replicas that start together apply their schema changes one after the
+// other instead of racing to create the same tables; on SQLite, which serialises writers
+// itself, it just runs migrate.
+func Migrate(ctx context.Context, db *gorm.DB, migrate func(*gorm.DB) error) error {
+	if db.Dialector.Name() != "postgres" {
+		return migrate(db)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", migrationLockKey); err != nil {
+		return fmt.Errorf("migrate: take the schema lock: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrationLockKey)
+	return migrate(db)
+}
