@@ -12,6 +12,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/gatewayforge/clawops/internal/pgtest"
 	"github.com/gatewayforge/clawops/store"
 )
 
@@ -133,7 +134,7 @@ func databases(t *testing.T, f func(t *testing.T, open func() *gorm.DB)) {
 		})
 	})
 	t.Run("postgres", func(t *testing.T) {
-		dsn := postgresSchema(t)
+		dsn := pgtest.DSN(t, "cluster_test")
 		f(t, func() *gorm.DB {
 			db, err := store.Open(context.Background(), store.Options{Driver: "postgres", DSN: dsn})
 			if err != nil {
@@ -146,24 +147,6 @@ func databases(t *testing.T, f func(t *testing.T, open func() *gorm.DB)) {
 			return db
 		})
 	})
-}
-
-// postgresSchema creates a schema of its own on 127.0.0.1:5432, dropped afterwards, and
-// returns a DSN that uses it; it skips when no server answers.
-func postgresSchema(t *testing.T) string {
-	t.Helper()
-	base := "host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable connect_timeout=2"
-	admin, err := store.Open(context.Background(), store.Options{Driver: "postgres", DSN: base})
-	if err != nil {
-		t.Skipf("no PostgreSQL at 127.0.0.1:5432: %v", err)
-	}
-	t.Cleanup(func() { store.Close(admin) })
-	schema := fmt.Sprintf("cluster_test_%d", time.Now().UnixNano())
-	if err := admin.Exec("CREATE SCHEMA " + schema).Error; err != nil {
-		t.Skipf("create schema: %v", err)
-	}
-	t.Cleanup(func() { admin.Exec("DROP SCHEMA " + schema + " CASCADE") })
-	return base + " search_path=" + schema
 }
 
 // TestOneLeaderAndHandover runs three replicas: exactly one leads; when it stops, it
