@@ -16,6 +16,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +35,7 @@ type Lease struct {
 	Holder     string `gorm:"size:200"`
 	Addr       string `gorm:"size:500"`
 	Epoch      int64
+	Nonce      string `gorm:"size:32"` // the holding process: differs between two processes of one replica ID
 	ExpiresMs  int64
 	AcquiredMs int64
 }
@@ -74,6 +77,8 @@ type Status struct {
 	Holder string `json:"holder,omitempty"`
 	Addr   string `json:"addr,omitempty"`
 	Epoch  int64  `json:"epoch"`
+	// Duplicate is set when another process holding this replica's ID took the lease.
+	Duplicate bool `json:"duplicate,omitempty"`
 }
 
 // Elector campaigns for one lease on behalf of this replica.
@@ -82,6 +87,7 @@ type Elector struct {
 	opts  Options
 	log   *slog.Logger
 	nowMs string // SQL expression: the database's clock in ms since 1970
+	nonce string // this process
 
 	mu     sync.Mutex
 	status Status
@@ -108,8 +114,12 @@ func New(db *gorm.DB, opts Options) (*Elector, error) {
 	if opts.TTL < MinTTL {
 		return nil, fmt.Errorf("cluster: lease ttl %s is shorter than %s", opts.TTL, MinTTL)
 	}
+	var n [8]byte
+	if _, err := rand.Read(n[:]); err != nil {
+		return nil, fmt.Errorf("cluster: nonce: %w", err)
+	}
 	e := &Elector{db: db, opts: opts, log: opts.Logger, change: make(chan struct{}),
-		status: Status{Replica: opts.ID}}
+		status: Status{Replica: opts.ID}, nonce: hex.EncodeToString(n[:])}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -167,15 +177,18 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error)
 		e.log.Warn("lease row", "err", err)
 	}
 	for {
-		won, until := e.tryAcquire(ctx, time.Time{})
+		won, until := e.tryAcquire(ctx, time.Time{}, false)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if won {
-			e.leadUntilLost(ctx, until, lead)
+			dup := e.leadUntilLost(ctx, until, lead)
 			if ctx.Err() != nil {
 				e.release()
 				return nil
+			}
+			if dup {
+				return fmt.Errorf("%w: %s", ErrDuplicateReplica, e.opts.ID)
 			}
 		}
 		t := time.NewTimer(e.renewEvery())
@@ -197,7 +210,13 @@ func (e *Elector) ensureRow(ctx context.Context) error {
 // tryAcquire takes or renews the lease in one statement, giving up at deadline (when
 // not zero) or after one renewal period. It returns whether this replica holds the
 // lease and, if so, until when by the monotonic clock.
-func (e *Elector) tryAcquire(ctx context.Context, deadline time.Time) (bool, time.Time) {
+//
+// Taking the lease succeeds when it is free, expired, or held under this replica's ID:
+// a restarted replica takes its own lease back at once. Renewing succeeds only while
+// this very process holds it (its nonce), so a second process started under the same
+// ID by mistake takes the lease from the first, whose renewal then fails and which
+// steps down at once, saying why.
+func (e *Elector) tryAcquire(ctx context.Context, deadline time.Time, renewing bool) (bool, time.Time) {
 	sent := time.Now()
 	if deadline.IsZero() || deadline.After(sent.Add(e.renewEvery())) {
 		deadline = sent.Add(e.renewEvery())
@@ -205,13 +224,17 @@ func (e *Elector) tryAcquire(ctx context.Context, deadline time.Time) (bool, tim
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	ttl := e.opts.TTL.Milliseconds()
+	where, args := "(holder = ? OR holder = '' OR expires_ms < "+e.nowMs+")", []any{e.opts.ID}
+	if renewing {
+		where, args = "holder = ? AND nonce = ?", []any{e.opts.ID, e.nonce}
+	}
 	res := e.db.WithContext(ctx).Exec(
-		"UPDATE cluster_leases SET holder = ?, addr = ?, "+
+		"UPDATE cluster_leases SET holder = ?, addr = ?, nonce = ?, "+
 			"epoch = CASE WHEN holder = ? THEN epoch ELSE epoch + 1 END, "+
 			"acquired_ms = CASE WHEN holder = ? THEN acquired_ms ELSE "+e.nowMs+" END, "+
 			"expires_ms = "+e.nowMs+" + ? "+
-			"WHERE name = ? AND (holder = ? OR holder = '' OR expires_ms < "+e.nowMs+")",
-		e.opts.ID, e.opts.Addr, e.opts.ID, e.opts.ID, ttl, e.opts.Name, e.opts.ID)
+			"WHERE name = ? AND "+where,
+		append([]any{e.opts.ID, e.opts.Addr, e.nonce, e.opts.ID, e.opts.ID, ttl, e.opts.Name}, args...)...)
 	if res.Error != nil {
 		e.log.Warn("lease: database did not answer", "err", res.Error)
 		return false, time.Time{}
@@ -227,6 +250,10 @@ func (e *Elector) tryAcquire(ctx context.Context, deadline time.Time) (bool, tim
 		return true, sent.Add(e.validFor())
 	}
 	switch {
+	case rerr == nil && renewing && l.Holder == e.opts.ID && l.Nonce != e.nonce:
+		e.log.Error("another process runs under this replica's ID and took the lease: give each replica its own cluster.replica_id",
+			"replica", e.opts.ID)
+		e.setStatus(Status{Holder: l.Holder, Addr: l.Addr, Epoch: l.Epoch, Duplicate: true})
 	case rerr == nil:
 		st := Status{Holder: l.Holder, Addr: l.Addr, Epoch: l.Epoch}
 		if l.Holder == "" {
@@ -242,9 +269,14 @@ func (e *Elector) tryAcquire(ctx context.Context, deadline time.Time) (bool, tim
 	return false, time.Time{}
 }
 
+// ErrDuplicateReplica is what Run returns when another process runs under this
+// replica's ID: campaigning on would have the two take the lease from each other.
+var ErrDuplicateReplica = errors.New("cluster: another process runs under this replica ID")
+
 // leadUntilLost runs lead while renewing the lease; it returns when the lease is lost,
-// lead returns, or ctx ends, with lead's context ended and lead returned.
-func (e *Elector) leadUntilLost(ctx context.Context, until time.Time, lead func(ctx context.Context) error) {
+// lead returns, or ctx ends, with lead's context ended and lead returned. It reports
+// whether the lease was lost to another process under this replica's ID.
+func (e *Elector) leadUntilLost(ctx context.Context, until time.Time, lead func(ctx context.Context) error) bool {
 	st := e.Status()
 	e.log.Info("became leader", "replica", e.opts.ID, "epoch", st.Epoch)
 	lctx, cancel := context.WithCancel(ctx)
@@ -268,27 +300,30 @@ func (e *Elector) leadUntilLost(ctx context.Context, until time.Time, lead func(
 		select {
 		case <-ctx.Done():
 			stop("shutting down")
-			return
+			return false
 		case err := <-done:
 			done <- err // stop reads it again
 			stop(fmt.Sprintf("leader work returned: %v", err))
 			e.release()
-			return
+			return false
 		case <-deadline.C:
 			stop("lease not renewed in time")
-			return
+			return false
 		case <-t.C:
-			won, next := e.tryAcquire(ctx, until)
+			won, next := e.tryAcquire(ctx, until, true)
 			switch {
 			case ctx.Err() != nil:
 				stop("shutting down")
-				return
+				return false
 			case won:
 				until = next
 				deadline.Reset(time.Until(until))
+			case e.Status().Duplicate:
+				stop("another process with this replica ID holds the lease")
+				return true
 			case e.Status().Holder != "" && e.Status().Holder != e.opts.ID:
 				stop("another replica holds the lease")
-				return
+				return false
 			}
 		}
 	}
@@ -299,7 +334,7 @@ func (e *Elector) release() {
 	ctx, cancel := context.WithTimeout(context.Background(), e.renewEvery())
 	defer cancel()
 	res := e.db.WithContext(ctx).Model(&Lease{}).Where("name = ? AND holder = ?", e.opts.Name, e.opts.ID).
-		Updates(map[string]any{"holder": "", "addr": "", "expires_ms": 0})
+		Where("nonce = ?", e.nonce).Updates(map[string]any{"holder": "", "addr": "", "nonce": "", "expires_ms": 0})
 	if res.Error != nil {
 		e.log.Warn("lease not released; it expires on its own", "err", res.Error)
 		return

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -297,4 +298,46 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	if _, err := New(nil, Options{ID: "a"}); err == nil {
 		t.Error("New(nil db): got no error")
 	}
+}
+
+// TestDuplicateReplicaID starts a second process under the leader's replica ID: it takes
+// the lease (it cannot tell a duplicate from a restart), the first process's renewal
+// fails on its nonce, and the first stops leading and stops campaigning with
+// ErrDuplicateReplica instead of taking the lease back.
+func TestDuplicateReplicaID(t *testing.T) {
+	databases(t, func(t *testing.T, open func() *gorm.DB) {
+		const ttl = 3 * time.Second
+		first, err := New(open(), Options{ID: "same", TTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ended := make(chan error, 1)
+		stopped := make(chan struct{})
+		go func() {
+			ended <- first.Run(ctx, func(lctx context.Context) error { <-lctx.Done(); close(stopped); return nil })
+		}()
+		waitFor(t, "the first process to lead", func() bool { return first.Status().Leader })
+
+		var count leading
+		second := startReplica(t, open(), "same", ttl, &count)
+		waitFor(t, "the second process to lead", func() bool { return second.el.Status().Leader })
+		select {
+		case <-stopped:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the first process never stopped leading")
+		}
+		select {
+		case err := <-ended:
+			if !errors.Is(err, ErrDuplicateReplica) {
+				t.Fatalf("first Run: got %v, want ErrDuplicateReplica", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the first process kept campaigning")
+		}
+		if !second.el.Status().Leader {
+			t.Errorf("second after the first gave up: %+v, want leader", second.el.Status())
+		}
+	})
 }

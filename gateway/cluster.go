@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,9 +38,10 @@ const ForwardedHeader = "X-Clawops-Forwarded-By"
 // arrives before the first lease round has finished (at start).
 const leaderWait = 5 * time.Second
 
-// replicaID is cluster.replica_id, or <hostname>-<8 hex of the data folder's absolute
-// path>: the same across restarts of one replica, different for two replicas on one
-// host (which cannot share a data folder).
+// replicaID is cluster.replica_id, or <hostname>-<8 hex of the machine ID and the data
+// folder's absolute path>: the same across restarts of one replica, different for two
+// replicas on one host (which cannot share a data folder: it is locked) and for cloned
+// machines that kept one hostname.
 func replicaID(cfg *config.Config) string {
 	if cfg.Cluster.ReplicaID != "" {
 		return cfg.Cluster.ReplicaID
@@ -52,9 +54,9 @@ func replicaID(cfg *config.Config) string {
 	if err != nil {
 		dir = cfg.DataDir
 	}
-	sum := sha256.Sum256([]byte(dir))
-	id := fmt.Sprintf("%.100s-%s", host, hex.EncodeToString(sum[:4]))
-	return id
+	machine, _ := os.ReadFile("/etc/machine-id") // absent off systemd hosts: the path still differs
+	sum := sha256.Sum256([]byte(strings.TrimSpace(string(machine)) + "\x00" + dir))
+	return fmt.Sprintf("%.100s-%s", host, hex.EncodeToString(sum[:4]))
 }
 
 // wireCluster checks that this replica holds the fleet's gateway key and builds the

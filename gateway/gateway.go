@@ -92,6 +92,7 @@ type Gateway struct {
 	notifier  *channels.Notifier
 	handler   http.Handler
 
+	lock    *os.File // the data folder's lock, held while the gateway exists
 	elector *cluster.Elector
 	proxyMu sync.Mutex
 	proxies map[string]*httputil.ReverseProxy
@@ -117,6 +118,9 @@ func New(ctx context.Context, opts Options) (_ *Gateway, err error) {
 		}
 	}()
 
+	if g.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
 	if g.db, err = openStore(ctx, cfg, true); err != nil {
 		return nil, err
 	}
@@ -445,5 +449,9 @@ func (g *Gateway) Close() {
 	if g.db != nil {
 		store.Close(g.db)
 		g.db = nil
+	}
+	if g.lock != nil {
+		g.lock.Close() // releases the flock
+		g.lock = nil
 	}
 }
