@@ -38,6 +38,9 @@ func sha(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+// TestTeardownArchivesFirst: the simulated nodes here have no backup.read, so each backup
+// comes through the provider (the fallback for old nodes); the checks on the backup and the
+// store hold either way.
 func TestTeardownArchivesFirst(t *testing.T) {
 	workspace := []byte("a tarball of the OpenClaw workspace")
 	for _, tc := range []struct {
