@@ -59,8 +59,8 @@ func TestEnrollAndInvoke(t *testing.T) {
 			t.Errorf("%s mode = %v (%v), want 0600", f, st.Mode().Perm(), err)
 		}
 	}
-	if s := e.hub.Nodes(); len(s) != 1 || !s[0].Connected || s[0].Instance != "demo1-pri" || len(s[0].Commands) != 9 {
-		t.Errorf("Nodes = %+v, want one connected node with 9 commands", s)
+	if s := e.hub.Nodes(); len(s) != 1 || !s[0].Connected || s[0].Instance != "demo1-pri" || len(s[0].Commands) != 10 {
+		t.Errorf("Nodes = %+v, want one connected node with 10 commands", s)
 	}
 
 	// Every standard command round-trips.

@@ -117,7 +117,7 @@ func TestNodeRefusesCommandForAnotherNode(t *testing.T) {
 	}
 }
 
-// TestEveryCommandRefusesBadParams sends each of the nine commands malformed params over
+// TestEveryCommandRefusesBadParams sends each of the ten commands malformed params over
 // the real protocol and checks the node refuses them with a reason code before anything
 // runs: no restart, no pull, no file written.
 func TestEveryCommandRefusesBadParams(t *testing.T) {
@@ -176,6 +176,13 @@ func TestEveryCommandRefusesBadParams(t *testing.T) {
 		{"vps.info", `{"x":null}`, clawops.ReasonBadParams},
 		{"backup.create", `{"dest":"/tmp"}`, clawops.ReasonBadParams},
 		{"backup.create", `{"dest":"/tmp/x;id"}`, clawops.ReasonShellMetachar},
+		{"backup.read", `{}`, clawops.ReasonBadParams},
+		{"backup.read", `{"path":"/etc/../etc/shadow","offset":0,"length":10}`, clawops.ReasonBadParams},
+		{"backup.read", `{"path":"backups/x.tar.gz","offset":0,"length":10}`, clawops.ReasonBadParams},
+		{"backup.read", `{"path":"/tmp/x.tar.gz","offset":-1,"length":10}`, clawops.ReasonBadParams},
+		{"backup.read", `{"path":"/tmp/x.tar.gz","offset":0,"length":0}`, clawops.ReasonBadParams},
+		{"backup.read", `{"path":"/tmp/x.tar.gz","offset":0,"length":4194305}`, clawops.ReasonBadParams},
+		{"backup.read", `{"path":"/tmp/*.tar.gz","offset":0,"length":10}`, clawops.ReasonShellMetachar},
 	} {
 		t.Run(tc.command+" "+clipName(tc.params), func(t *testing.T) {
 			_, err := e.sendRequest(t, request(n.id(), tc.command, tc.params, e.key, time.Now().Add(time.Minute)))

@@ -113,7 +113,41 @@ type Fleet struct {
 	Clouds []CloudProvider `yaml:"clouds" env:"-"`
 	// Bootstrap is what every new cloud server installs (rendered into cloud-init).
 	Bootstrap Bootstrap `yaml:"bootstrap"`
+	// Archive is where a teardown keeps the workspace of each server before deleting it.
+	Archive Archive `yaml:"archive"`
 }
+
+// Archive says where teardown stores workspace archives: a folder on the gateway's machine
+// (Dir) or an S3-compatible bucket (S3), not both. With neither, Load derives
+// Dir = <data_dir>/archives: a teardown always keeps the workspace unless asked not to.
+type Archive struct {
+	// Dir is a folder on this machine; archives go to <dir>/<account>/.
+	Dir string `yaml:"dir"`
+	// S3 is a bucket of any S3-compatible store (AWS S3, MinIO, Ceph, R2, Hetzner, ...).
+	S3 S3Archive `yaml:"s3"`
+}
+
+// S3Archive is a bucket for workspace archives. Its keys are secrets, read from the
+// environment variable or the file each names, never written in the config.
+type S3Archive struct {
+	// Endpoint is the store's http(s) URL, e.g. https://fsn1.your-objectstorage.com;
+	// requests are path-style (<endpoint>/<bucket>/<key>), signed with AWS Signature V4.
+	Endpoint string `yaml:"endpoint"`
+	Bucket   string `yaml:"bucket"`
+	// Region is the signing region, e.g. us-east-1 or eu-central (auto for Cloudflare R2).
+	Region string `yaml:"region"`
+	// Prefix starts every object key, e.g. clawops/ (optional).
+	Prefix string `yaml:"prefix"`
+	// AccessKeyEnv or AccessKeyFile hold the access key ID; SecretKeyEnv or SecretKeyFile
+	// the secret access key.
+	AccessKeyEnv  string `yaml:"access_key_env"`
+	AccessKeyFile string `yaml:"access_key_file"`
+	SecretKeyEnv  string `yaml:"secret_key_env"`
+	SecretKeyFile string `yaml:"secret_key_file"`
+}
+
+// IsSet reports whether any s3 key is set.
+func (s S3Archive) IsSet() bool { return s != S3Archive{} }
 
 // CloudProvider is one cloud account.
 type CloudProvider struct {
@@ -283,6 +317,9 @@ func (c *Config) fillDerived() {
 	}
 	if c.Fleet.Local.ComposeDir == "" && c.DataDir != "" {
 		c.Fleet.Local.ComposeDir = filepath.Join(c.DataDir, "compose")
+	}
+	if c.Fleet.Archive.Dir == "" && !c.Fleet.Archive.S3.IsSet() && c.DataDir != "" {
+		c.Fleet.Archive.Dir = filepath.Join(c.DataDir, "archives")
 	}
 	if c.Agents.MemoryDir == "" && c.DataDir != "" {
 		c.Agents.MemoryDir = filepath.Join(c.DataDir, "memory")

@@ -73,7 +73,10 @@ func TestFullExample(t *testing.T) {
 		Nodes: Nodes{TickInterval: 15 * time.Second, HeartbeatInterval: 10 * time.Second,
 			HeartbeatTimeout: 45 * time.Second, JoinTokenTTL: 2 * time.Hour, InvokeTimeout: 30 * time.Second},
 		Fleet: Fleet{Local: LocalProvider{NodeBinary: "/usr/local/bin/gf-clawnode", Runtime: "docker",
-			ComposeDir: "/var/lib/clawops/compose"}},
+			ComposeDir: "/var/lib/clawops/compose"},
+			Archive: Archive{S3: S3Archive{Endpoint: "https://fsn1.your-objectstorage.com", Bucket: "clawops-archives",
+				Region: "eu-central", Prefix: "workspaces/", AccessKeyEnv: "CLAWOPS_S3_ACCESS_KEY",
+				SecretKeyFile: "/run/secrets/clawops-s3-secret"}}},
 		Demo: Demo{Pairs: 3},
 		Channels: Channels{
 			Adapters: []ChannelAdapter{{Type: "channels.telegram",
@@ -114,6 +117,7 @@ func TestDefaultsWithoutFile(t *testing.T) {
 	want := Default()
 	want.PublicURL = "ws://127.0.0.1:8080/v1/nodes/ws"
 	want.Fleet.Local.ComposeDir = filepath.Join(".data", "compose")
+	want.Fleet.Archive.Dir = filepath.Join(".data", "archives")
 	want.Agents.MemoryDir = filepath.Join(".data", "memory")
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Load(\"\") mismatch (-want +got):\n%s", diff)
@@ -143,6 +147,9 @@ func TestPublicURLFollowsListen(t *testing.T) {
 	}
 	if got, want := c.Fleet.Local.ComposeDir, filepath.Join("/tmp/x", "compose"); got != want {
 		t.Errorf("compose_dir: got %q, want %q", got, want)
+	}
+	if got, want := c.Fleet.Archive.Dir, filepath.Join("/tmp/x", "archives"); got != want {
+		t.Errorf("archive dir: got %q, want %q", got, want)
 	}
 }
 

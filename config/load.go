@@ -13,7 +13,8 @@ import (
 
 // Load builds the configuration: Default, then the YAML file at path (skipped when path is
 // ""), then the CLAWOPS_* variables in env (as from os.Environ), then derived values
-// (public_url from listen, fleet.local.compose_dir from data_dir), then Validate.
+// (public_url from listen, fleet.local.compose_dir, fleet.archive.dir and
+// agents.memory_dir from data_dir), then Validate.
 //
 // An empty environment value leaves the key as it was. A CLAWOPS_* variable that sets no
 // key is an error, unless it is listed by ReservedEnv or named by an
@@ -100,6 +101,11 @@ func applyEnv(c *Config, env []string) (map[string]string, error) {
 	}
 	if c.LLM.APIKeyEnv != "" {
 		ignored = append(ignored, c.LLM.APIKeyEnv)
+	}
+	for _, name := range []string{c.Fleet.Archive.S3.AccessKeyEnv, c.Fleet.Archive.S3.SecretKeyEnv} {
+		if name != "" {
+			ignored = append(ignored, name)
+		}
 	}
 	for _, t := range c.Governance.TOTP {
 		if t.SecretEnv != "" {

@@ -195,7 +195,8 @@ func (f *Fleet) validate(path string) []*Error {
 		errs = append(errs, keyError(p+".node_binary", "is empty: name the gf-clawnode executable"))
 	}
 	errs = append(errs, oneOf(p+".runtime", l.Runtime, "process", "docker")...)
-	return append(errs, f.validateClouds(path)...)
+	errs = append(errs, f.validateClouds(path)...)
+	return append(errs, f.Archive.validate(path+".archive")...)
 }
 
 func (d *Demo) validate(path string) []*Error {

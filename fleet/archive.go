@@ -22,8 +22,9 @@ import (
 type Backup = proto.BackupResult
 
 // BackupFetcher is implemented by providers that can read a file from one of their
-// servers (the local provider reads its own disk). Teardown uses it to bring a backup to
-// the archive store before the server is deleted.
+// servers (the local provider reads its own disk). Teardown brings a backup over the node
+// plane (backup.read) and uses a provider's FetchBackup only for a node too old to have
+// that command.
 type BackupFetcher interface {
 	FetchBackup(ctx context.Context, providerID, path string) (io.ReadCloser, error)
 }
@@ -141,6 +142,78 @@ func (d DirStore) Put(ctx context.Context, key string, r io.Reader, size int64, 
 		abs = dst
 	}
 	return "file://" + filepath.ToSlash(abs), nil
+}
+
+// nodeBackupReader reads a backup file from a node through the node plane: one backup.read
+// per chunk, in order, each answer checked against what backup.create said. A node that
+// sends more or fewer bytes than asked, another size, an end of file in the wrong place or
+// no progress is an error, so a wrong byte never reaches the archive store unnoticed (the
+// store checks the size and SHA-256 of the whole as well).
+type nodeBackupReader struct {
+	ctx    context.Context // the teardown's: io.Reader has no other way to carry it
+	s      *Service
+	id     clawops.InstanceID
+	backup Backup
+	chunk  int
+
+	off int64  // bytes received so far
+	buf []byte // received, not yet read
+	eof bool
+}
+
+func (s *Service) newNodeBackupReader(ctx context.Context, id clawops.InstanceID, b Backup) *nodeBackupReader {
+	chunk := s.opts.ArchiveChunk
+	if chunk <= 0 || chunk > proto.MaxBackupChunk {
+		chunk = proto.MaxBackupChunk
+	}
+	return &nodeBackupReader{ctx: ctx, s: s, id: id, backup: b, chunk: chunk}
+}
+
+func (r *nodeBackupReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.eof {
+			return 0, io.EOF
+		}
+		if err := r.fetch(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+// fetch asks the node for the next chunk. The last chunk is asked for exactly, so every
+// answer must hold exactly the bytes asked, and eof exactly when they reach the end. An
+// empty file is one read of length 1 answered with no bytes and eof.
+func (r *nodeBackupReader) fetch() error {
+	const op = "read backup from node"
+	want := min(int64(r.chunk), r.backup.Size-r.off)
+	params := proto.BackupReadParams{Path: r.backup.Path, Offset: r.off, Length: int(max(want, 1))}
+	raw, err := r.s.invoke(r.ctx, op, r.id, CmdBackupRead, params)
+	if err != nil {
+		return fmt.Errorf("%s at offset %d: %w", CmdBackupRead, r.off, err)
+	}
+	var res proto.BackupReadResult
+	if err := proto.UnmarshalStrict(raw, &res); err != nil {
+		return fmt.Errorf("%w: decode %s result at offset %d: %v", errBadArchive, CmdBackupRead, r.off, err)
+	}
+	n := int64(len(res.Data))
+	end := r.off+n == r.backup.Size
+	switch {
+	case res.Size != r.backup.Size:
+		return fmt.Errorf("%w: at offset %d the node says %s is %d bytes; backup.create said %d",
+			errBadArchive, r.off, r.backup.Path, res.Size, r.backup.Size)
+	case n > want:
+		return fmt.Errorf("%w: %d bytes at offset %d, more than the %d expected", errBadArchive, n, r.off, want)
+	case n < want:
+		return fmt.Errorf("%w: %d bytes at offset %d, fewer than the %d expected before the end of the file", errBadArchive, n, r.off, want)
+	case res.EOF != end:
+		return fmt.Errorf("%w: eof %v at byte %d of %d", errBadArchive, res.EOF, r.off+n, r.backup.Size)
+	}
+	r.off += n
+	r.buf, r.eof = res.Data, res.EOF
+	return nil
 }
 
 // ctxReader stops a copy when ctx ends.

@@ -20,6 +20,7 @@ const (
 	CmdConfigGet   = proto.CmdConfigGet
 	CmdConfigApply = proto.CmdConfigApply
 	CmdBackup      = proto.CmdBackup
+	CmdBackupRead  = proto.CmdBackupRead
 	CmdUpgrade     = proto.CmdUpgrade
 )
 

@@ -65,6 +65,10 @@ type Options struct {
 	// Archive stores a workspace backup before a teardown deletes a server. Nil: teardown
 	// archives nothing (and says so in its result).
 	Archive ArchiveStore
+	// ArchiveChunk is how many bytes one backup.read asks a node for while a teardown pulls
+	// a backup over the node plane; 0 or more than proto.MaxBackupChunk means that maximum.
+	// A smaller chunk keeps each command within Nodes' invoke timeout on a slow link.
+	ArchiveChunk int
 
 	// HealWait is how long the heal runbook waits for OpenClaw to answer healthy after a
 	// restart (DefaultHealWait when zero); HealPoll is how often it asks meanwhile.

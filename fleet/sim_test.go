@@ -27,6 +27,9 @@ type simNode struct {
 	lostAnswer   bool            // the next config.apply runs but its answer is lost
 	backup       *Backup         // what backup.create answers (an error when nil)
 	commands     []string
+
+	archive []byte                                                    // what backup.read serves at backup.Path; nil: a node without backup.read
+	tamper  func(p proto.BackupReadParams, r *proto.BackupReadResult) // when set, alters each backup.read answer (a lying node)
 }
 
 // simNodes is a fleet of simulated nodes behind the NodeInvoker boundary.
@@ -101,6 +104,25 @@ func (s *simNodes) Invoke(ctx context.Context, node clawops.NodeID, command stri
 			cerr = clawops.E(op, clawops.KindOther, clawops.ReasonExecutionFailed, "tar: workspace: No such file or directory")
 		} else {
 			out = n.backup
+		}
+	case CmdBackupRead:
+		var p proto.BackupReadParams
+		switch {
+		case n.archive == nil:
+			cerr = clawops.E(op, clawops.KindDenied, clawops.ReasonNotAllowlisted, "command \"backup.read\" is not in this node's allowlist")
+		case proto.UnmarshalStrict(b, &p) != nil || p.Validate() != nil:
+			cerr = clawops.E(op, clawops.KindDenied, clawops.ReasonBadParams, "bad params")
+		case n.backup == nil || p.Path != n.backup.Path:
+			cerr = clawops.E(op, clawops.KindOther, clawops.ReasonExecutionFailed, "not an archive of this node's backup folder")
+		default:
+			size := int64(len(n.archive))
+			from := min(p.Offset, size)
+			to := min(from+int64(p.Length), size)
+			r := proto.BackupReadResult{Data: slices.Clone(n.archive[from:to]), Size: size, EOF: to == size}
+			if n.tamper != nil {
+				n.tamper(p, &r)
+			}
+			out = r
 		}
 	case CmdConfigGet:
 		out = ConfigGetResult{Version: n.version, Config: n.config}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 
 	"github.com/gatewayforge/clawops"
+	"github.com/gatewayforge/clawops/clawnode/proto"
 )
 
 // TeardownOptions tune one teardown.
@@ -34,8 +36,9 @@ func (s *Service) Teardown(ctx context.Context, id clawops.InstanceID) error {
 //   - An ACTIVE primary whose standby is not ACTIVE is refused (STANDBY_NOT_ACTIVE),
 //     whoever asks: the invariant holds here too, not only at the gate.
 //   - Unless SkipArchive, an instance that has a node first has its workspace archived:
-//     backup.create on the node, the file fetched through the provider, stored in
-//     Options.Archive with its SHA-256 checked. If that fails (ARCHIVE_FAILED), nothing is
+//     backup.create on the node, the file pulled over the node plane (backup.read; the
+//     provider's BackupFetcher only for a node without it), stored in Options.Archive with
+//     its size and SHA-256 checked. If that fails (ARCHIVE_FAILED), nothing is
 //     deleted. Without an archive store nothing is archived, and the result says so.
 //   - Tearing down a terminated instance does nothing; one still being created must wait
 //     for its provider ID.
@@ -124,18 +127,19 @@ func (s *Service) TeardownWith(ctx context.Context, id clawops.InstanceID, opts 
 	return res, nil
 }
 
-// archiveWorkspace has the node pack the workspace, brings the file over through the
-// provider and stores it, recording where.
+// archiveWorkspace has the node pack the workspace, brings the file over and stores it,
+// recording where. The file comes over the node plane (backup.read), whatever the
+// provider; only a node too old to know backup.read (COMMAND_NOT_ALLOWLISTED) has its
+// backup fetched through the provider, when the provider can (BackupFetcher).
 func (s *Service) archiveWorkspace(ctx context.Context, in Instance) (*Archive, error) {
 	const op = "archive workspace"
 	failed := func(err error) (*Archive, error) {
 		return nil, clawops.E(op, clawops.KindOther, ReasonArchiveFailed,
 			fmt.Errorf("%s: %w; nothing was deleted (tear down with skip_archive only if the workspace may be lost)", in.ID, err))
 	}
-	fetcher, ok := s.opts.Providers[in.Provider].(BackupFetcher)
-	if !ok {
-		return failed(fmt.Errorf("provider %q cannot fetch files from its servers", in.Provider))
-	}
+	// backup.create and every backup.read are separate commands: none may inherit a
+	// caller's idempotency key, or the node would refuse all but the first as replays.
+	ctx = proto.WithIdempotencyKey(ctx, "")
 	raw, err := s.invoke(ctx, op, in.ID, CmdBackup, noParams{})
 	if err != nil {
 		return failed(fmt.Errorf("%s: %w", CmdBackup, err))
@@ -147,14 +151,14 @@ func (s *Service) archiveWorkspace(ctx context.Context, in Instance) (*Archive, 
 	if err := checkBackup(b); err != nil {
 		return failed(err)
 	}
-	rc, err := fetcher.FetchBackup(ctx, in.ProviderID, b.Path)
+	src, via, err := s.openBackup(ctx, in, b)
 	if err != nil {
-		return failed(fmt.Errorf("fetch %s: %w", b.Path, err))
+		return failed(err)
 	}
-	defer rc.Close()
+	defer src.Close()
 	now := s.now()
 	key := archiveKey(in.AccountID, in.ID, now, b.Path)
-	loc, err := s.opts.Archive.Put(ctx, key, rc, b.Size, b.SHA256)
+	loc, err := s.opts.Archive.Put(ctx, key, src, b.Size, b.SHA256)
 	if err != nil {
 		return failed(err)
 	}
@@ -162,9 +166,35 @@ func (s *Service) archiveWorkspace(ctx context.Context, in Instance) (*Archive, 
 	if err := s.db.WithContext(context.WithoutCancel(ctx)).Create(a).Error; err != nil {
 		return failed(fmt.Errorf("stored at %s but not recorded: %w", loc, err))
 	}
+	s.log.Info("workspace archived", "instance", in.ID, "via", via, "location", loc, "bytes", b.Size)
 	s.publish(Event{Type: EventInstanceArchived, Subject: string(in.ID),
 		Summary: fmt.Sprintf("workspace of %s archived to %s (%d bytes)", in.ID, loc, b.Size), Payload: payload(a)})
 	return a, nil
+}
+
+// openBackup opens the backup b of in's node for reading, and says how: "node" (the first
+// chunk is already in hand, so a node that cannot serve it is known before the store is
+// touched) or "provider" for an older node whose provider can fetch files.
+func (s *Service) openBackup(ctx context.Context, in Instance, b Backup) (io.ReadCloser, string, error) {
+	r := s.newNodeBackupReader(ctx, in.ID, b)
+	err := r.fetch()
+	if err == nil {
+		return io.NopCloser(r), "node", nil
+	}
+	if clawops.ReasonOf(err) != clawops.ReasonNotAllowlisted {
+		return nil, "", err
+	}
+	fetcher, ok := s.opts.Providers[in.Provider].(BackupFetcher)
+	if !ok {
+		return nil, "", fmt.Errorf("the node has no %s (upgrade gf-clawnode) and provider %q cannot fetch files from its servers: %w",
+			CmdBackupRead, in.Provider, err)
+	}
+	s.log.Warn("node has no backup.read: fetching the backup through the provider", "instance", in.ID, "provider", in.Provider)
+	rc, err := fetcher.FetchBackup(ctx, in.ProviderID, b.Path)
+	if err != nil {
+		return nil, "", fmt.Errorf("fetch %s through provider %s: %w", b.Path, in.Provider, err)
+	}
+	return rc, "provider", nil
 }
 
 // Archives returns the archives stored for an account, newest first.

@@ -109,6 +109,10 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("approve: got %d %+v", status, env.Error)
 		}
 		assertState(t, e, "acct2-sby", "TERMINATED")
+		// With no fleet.archive configured, the workspace was kept under <data_dir>/archives.
+		if files, _ := filepath.Glob(filepath.Join(e.dataDir, "archives", "acct2", "acct2-sby-*.tar.gz")); len(files) != 1 {
+			t.Errorf("archives of acct2-sby: got %v, want one under <data_dir>/archives", files)
+		}
 		status, env = e.call("POST", "/v1/approvals/"+teardownID+"/decision", adminToken, `{"decision":"approve"}`)
 		if status != http.StatusConflict || env.Error.Code != "APPROVAL_ALREADY_DECIDED" {
 			t.Fatalf("second approve: got %d %+v, want 409 APPROVAL_ALREADY_DECIDED", status, env.Error)

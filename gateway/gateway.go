@@ -189,6 +189,11 @@ func (g *Gateway) wire(opts Options, nodeURL string) error {
 		return fmt.Errorf("new gateway: %w", err)
 	}
 	providers[g.local.Name()] = g.local
+	archive, where, err := ArchiveStore(cfg, opts.LookupEnv, g.clk)
+	if err != nil {
+		return fmt.Errorf("new gateway: %w", err)
+	}
+	g.log.Info("teardown archives workspaces", "store", where)
 	g.bus = fleet.NewBus(g.log.With("room", "events"))
 	g.fleet, err = fleet.NewService(fleet.Options{
 		Bus:              g.bus,
@@ -196,6 +201,7 @@ func (g *Gateway) wire(opts Options, nodeURL string) error {
 		Nodes:            g.hub,
 		Tokens:           g.hub,
 		Providers:        providers,
+		Archive:          archive,
 		TailscaleKey:     tailscaleKey,
 		OpenClawImage:    cfg.Fleet.Bootstrap.OpenClawImage,
 		GatewayURL:       nodeURL,

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -64,6 +65,13 @@ type faultRig struct {
 
 func newFaultRig(t *testing.T) *faultRig {
 	t.Helper()
+	return newFaultRigWith(t, nil)
+}
+
+// newFaultRigWith is newFaultRig whose fleet sees the local provider through wrap (nil:
+// as it is).
+func newFaultRigWith(t *testing.T, wrap func(*local.Provider) fleet.Provider) *faultRig {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts gf-clawnode processes")
 	}
@@ -102,8 +110,12 @@ func newFaultRig(t *testing.T) *faultRig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var prov fleet.Provider = r.local
+	if wrap != nil {
+		prov = wrap(r.local)
+	}
 	svc, err = fleet.NewService(fleet.Options{DB: db, Nodes: hub, Tokens: hub, Bus: r.bus,
-		Providers:  map[string]fleet.Provider{local.Name: r.local},
+		Providers:  map[string]fleet.Provider{local.Name: prov},
 		GatewayURL: "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/nodes/ws",
 		GatewayKey: base64.RawURLEncoding.EncodeToString(key.Public().(ed25519.PublicKey)),
 		DefaultRouting: &fleet.RoutingPolicy{Groups: map[string]fleet.GroupRoute{
@@ -370,8 +382,8 @@ func TestRealNodesRollingPush(t *testing.T) {
 }
 
 // TestRealNodesTeardownArchives tears down a real standby through gf_teardown: its node
-// packs the workspace (backup.create), the local provider hands the file over, and it is
-// stored in the archive folder with its SHA-256 checked before the server is deleted.
+// packs the workspace (backup.create), hands the file over (backup.read), and it is stored
+// in the archive folder with its SHA-256 checked before the server is deleted.
 func TestRealNodesTeardownArchives(t *testing.T) {
 	r := newFaultRig(t)
 	ctx := context.Background()
@@ -404,6 +416,85 @@ func TestRealNodesTeardownArchives(t *testing.T) {
 	}
 	if v, _ := r.svc.Instance(ctx, "arch1-sby"); v.State != fleet.StateTerminated {
 		t.Errorf("arch1-sby: got %s, want TERMINATED", v.State)
+	}
+	if servers, _ := r.local.List(ctx); len(servers) != 1 {
+		t.Errorf("servers: got %d, want 1 (the standby deleted)", len(servers))
+	}
+}
+
+// cloudLike is the local provider as the fleet sees a cloud: no BackupFetcher, so a
+// server's files can reach the gateway only over the node plane. Before a server is
+// deleted it hashes the archives the server's node wrote, for the test to compare.
+type cloudLike struct {
+	fleet.Provider // an interface: *local.Provider's FetchBackup is not promoted
+	local          *local.Provider
+	mu             sync.Mutex
+	onDisk         map[string]string // archive file → sha256, seen before Delete
+}
+
+func (c *cloudLike) Delete(ctx context.Context, providerID string) error {
+	if dir, ok := c.local.Dir(providerID); ok {
+		filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() && strings.HasPrefix(d.Name(), "openclaw-") && strings.HasSuffix(d.Name(), ".tar.gz") {
+				if b, err := os.ReadFile(path); err == nil {
+					c.mu.Lock()
+					c.onDisk[path] = sha256hex(b)
+					c.mu.Unlock()
+				}
+			}
+			return nil
+		})
+	}
+	return c.Provider.Delete(ctx, providerID)
+}
+
+// TestRealNodesTeardownArchivesOverNodePlane is TestRealNodesTeardownArchives at a
+// provider that cannot fetch files, as every cloud is: the archive of a 9 MiB workspace
+// travels from the real gf-clawnode to the gateway as backup.read chunks over the real hub
+// (three frames of up to 4 MiB of data each) and is stored byte for byte identical to the
+// file the node wrote, before the server is deleted.
+func TestRealNodesTeardownArchivesOverNodePlane(t *testing.T) {
+	var cloud *cloudLike
+	r := newFaultRigWith(t, func(p *local.Provider) fleet.Provider {
+		cloud = &cloudLike{Provider: p, local: p, onDisk: map[string]string{}}
+		return cloud
+	})
+	if _, ok := any(cloud).(fleet.BackupFetcher); ok {
+		t.Fatal("the wrapped provider still fetches files: the test would not prove the node-plane path")
+	}
+	ctx := context.Background()
+	r.activePair(t, "arch2")
+	dir, _ := r.local.Dir("local-arch2-sby")
+	noise := make([]byte, 9<<20)
+	rand.Read(noise) // incompressible: the archive is as large as the workspace
+	if err := os.WriteFile(filepath.Join(dir, "workspace", "MEMORY.md"), noise, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.svc.TeardownWith(ctx, "arch2-sby", fleet.TeardownOptions{})
+	if err != nil || res.Archive == nil {
+		t.Fatalf("teardown: got %+v, %v", res, err)
+	}
+	a := res.Archive
+	if a.Size <= 2*proto.MaxBackupChunk {
+		t.Fatalf("archive of %d bytes: want more than two chunks", a.Size)
+	}
+	b, err := os.ReadFile(strings.TrimPrefix(a.Location, "file://"))
+	if err != nil || int64(len(b)) != a.Size || sha256hex(b) != a.SHA256 {
+		t.Fatalf("stored archive: %d bytes, %v; want %d bytes with sha256 %s", len(b), err, a.Size, a.SHA256)
+	}
+	cloud.mu.Lock()
+	onDisk := maps.Clone(cloud.onDisk)
+	cloud.mu.Unlock()
+	if len(onDisk) != 1 {
+		t.Fatalf("archives on the node before delete: got %v, want the one backup.create wrote", onDisk)
+	}
+	for path, sum := range onDisk {
+		if sum != a.SHA256 {
+			t.Errorf("node's archive %s has sha256 %s; stored %s", path, sum, a.SHA256)
+		}
+	}
+	if v, _ := r.svc.Instance(ctx, "arch2-sby"); v.State != fleet.StateTerminated {
+		t.Errorf("arch2-sby: got %s, want TERMINATED", v.State)
 	}
 	if servers, _ := r.local.List(ctx); len(servers) != 1 {
 		t.Errorf("servers: got %d, want 1 (the standby deleted)", len(servers))

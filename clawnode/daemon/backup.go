@@ -12,9 +12,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/gatewayforge/clawops"
 	"github.com/gatewayforge/clawops/clawnode/proto"
@@ -147,6 +149,73 @@ func (a *Archiver) write(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	return gz.Close()
+}
+
+// archiveName matches the names Create gives its archives, and nothing else.
+var archiveName = regexp.MustCompile(`^openclaw-[0-9]{8}T[0-9]{6}\.[0-9]{3}Z\.tar\.gz$`)
+
+// errNotAnArchive refuses a backup.read of anything but an archive Create wrote.
+var errNotAnArchive = errors.New("not an archive of this node's backup folder")
+
+// Read returns up to p.Length bytes of an archive from p.Offset (backup.read). Only an
+// archive Create wrote can be read: a regular file directly inside the backup folder whose
+// name is openclaw-<UTC time>.tar.gz, opened without following a symbolic link. Anything
+// else is refused before a byte is read. An offset at or past the end returns no bytes and
+// EOF true, as io.ReaderAt does.
+func (a *Archiver) Read(ctx context.Context, p proto.BackupReadParams) (proto.BackupReadResult, error) {
+	if err := p.Validate(); err != nil {
+		return proto.BackupReadResult{}, fmt.Errorf("backup read: %w", err)
+	}
+	if filepath.Dir(p.Path) != a.dst || !archiveName.MatchString(filepath.Base(p.Path)) {
+		return proto.BackupReadResult{}, fmt.Errorf("backup read %s: %w %s (want %s/openclaw-<time>.tar.gz)",
+			p.Path, errNotAnArchive, a.dst, a.dst)
+	}
+	if err := ctx.Err(); err != nil {
+		return proto.BackupReadResult{}, err
+	}
+	// O_NOFOLLOW: a symbolic link planted under an archive's name is refused, not followed.
+	// O_NONBLOCK: a FIFO planted there cannot block the open; fstat refuses it below.
+	f, err := os.OpenFile(p.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return proto.BackupReadResult{}, fmt.Errorf("backup read %s: %w (a symbolic link)", p.Path, errNotAnArchive)
+		}
+		return proto.BackupReadResult{}, fmt.Errorf("backup read: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return proto.BackupReadResult{}, fmt.Errorf("backup read: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return proto.BackupReadResult{}, fmt.Errorf("backup read %s: %w (a %s, not a regular file)", p.Path, errNotAnArchive, fileKind(st.Mode()))
+	}
+	size := st.Size()
+	if p.Offset >= size {
+		return proto.BackupReadResult{Data: []byte{}, Size: size, EOF: true}, nil
+	}
+	buf := make([]byte, min(int64(p.Length), size-p.Offset))
+	n, err := f.ReadAt(buf, p.Offset)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return proto.BackupReadResult{}, fmt.Errorf("backup read: %w", err)
+	}
+	return proto.BackupReadResult{Data: buf[:n], Size: size, EOF: p.Offset+int64(n) >= size}, nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "folder"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	}
+	return "special file"
 }
 
 // prune removes all but the newest keep archives.

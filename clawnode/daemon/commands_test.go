@@ -101,7 +101,7 @@ func TestAllowlist(t *testing.T) {
 
 func TestStandardCommandNames(t *testing.T) {
 	a := StandardCommands(&fakeRuntime{}, NewHealthChecker("", nil, 0, nil), NewSampler("", ""))
-	want := "backup.create,config.apply,config.get,openclaw.health,openclaw.logs,openclaw.restart,openclaw.upgrade,vps.info,vps.metrics"
+	want := "backup.create,backup.read,config.apply,config.get,openclaw.health,openclaw.logs,openclaw.restart,openclaw.upgrade,vps.info,vps.metrics"
 	if got := strings.Join(a.Names(), ","); got != want {
 		t.Errorf("Names = %s, want %s", got, want)
 	}

@@ -17,6 +17,7 @@ const (
 	CmdConfigApply = proto.CmdConfigApply
 	CmdInfo        = proto.CmdInfo
 	CmdBackup      = proto.CmdBackup
+	CmdBackupRead  = proto.CmdBackupRead
 )
 
 // NoParams is the params type of commands that take none: only {} is accepted.
@@ -32,7 +33,7 @@ type (
 
 // CommandDeps are what the standard commands act on. Runtime, Health and Metrics are
 // required. Without Config, config.get and config.apply answer NOT_CONFIGURED; without
-// Backups, backup.create does.
+// Backups, backup.create and backup.read do.
 type CommandDeps struct {
 	Runtime   Runtime
 	Health    *HealthChecker
@@ -49,7 +50,7 @@ func StandardCommands(rt Runtime, health *HealthChecker, metrics *Sampler) *Allo
 	return NewCommands(CommandDeps{Runtime: rt, Health: health, Metrics: metrics})
 }
 
-// NewCommands is gf-clawnode's allowlist: the nine commands of docs/commands.md, each
+// NewCommands is gf-clawnode's allowlist: the ten commands of docs/commands.md, each
 // with typed, validated params. Nothing here reaches a shell: the runtime runs a fixed
 // argv, files are written by the node itself.
 func NewCommands(d CommandDeps) *Allowlist {
@@ -113,6 +114,13 @@ func NewCommands(d CommandDeps) *Allowlist {
 			return nil, errNotConfigured(CmdBackup, "this node has no OpenClaw workspace folder (--workspace-dir)")
 		}
 		return d.Backups.Create(ctx)
+	}))
+	// backup.read is signed, not read-only: an archive holds the user's whole workspace.
+	a.Register(CmdBackupRead, Handle(func(ctx context.Context, p proto.BackupReadParams) (any, error) {
+		if d.Backups == nil {
+			return nil, errNotConfigured(CmdBackupRead, "this node has no OpenClaw workspace folder (--workspace-dir)")
+		}
+		return d.Backups.Read(ctx, p)
 	}))
 	return a
 }

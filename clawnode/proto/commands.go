@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"regexp"
 	"strings"
 
@@ -22,6 +23,7 @@ const (
 	CmdMetrics     = "vps.metrics"
 	CmdInfo        = "vps.info"
 	CmdBackup      = "backup.create"
+	CmdBackupRead  = "backup.read"
 )
 
 // Execution error codes: a command ran (it was not refused) and ended in a known way that a
@@ -181,6 +183,42 @@ type BackupResult struct {
 	Path   string `json:"path"`
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size"`
+}
+
+// MaxBackupChunk is the most bytes one backup.read returns. Its base64 (4/3 of it) inside
+// the JSON-in-JSON of a node.invoke.result frame stays well under MaxFrameBytes.
+const MaxBackupChunk = 4 << 20
+
+// BackupReadParams are the params of backup.read: a byte range of an archive that
+// backup.create wrote on the node.
+type BackupReadParams struct {
+	Path   string `json:"path"`
+	Offset int64  `json:"offset"`
+	Length int    `json:"length"`
+}
+
+// Validate checks the shape: a clean absolute path, a non-negative offset and a length from
+// 1 to MaxBackupChunk. Which files may be read is the node's decision.
+func (p BackupReadParams) Validate() error {
+	switch {
+	case p.Path == "" || !path.IsAbs(p.Path) || path.Clean(p.Path) != p.Path || strings.ContainsAny(p.Path, "\x00\n\r"):
+		return fmt.Errorf("path %.200q: must be a clean absolute path", p.Path)
+	case p.Offset < 0:
+		return fmt.Errorf("offset %d: must not be negative", p.Offset)
+	case p.Length < 1 || p.Length > MaxBackupChunk:
+		return fmt.Errorf("length %d: must be between 1 and %d", p.Length, MaxBackupChunk)
+	}
+	return nil
+}
+
+// BackupReadResult is the result of backup.read: the bytes from offset (at most length;
+// fewer only at the end of the file), the size of the whole file, and whether offset plus
+// the bytes returned reach its end. An offset at or past the end returns no bytes and
+// eof true.
+type BackupReadResult struct {
+	Data []byte `json:"data"` // base64 in JSON
+	Size int64  `json:"size"`
+	EOF  bool   `json:"eof"`
 }
 
 // VPSInfo is the result of vps.info: what the machine is, as the node sees it.

@@ -16,6 +16,7 @@ import (
 	"github.com/gatewayforge/clawops/channels"
 	"github.com/gatewayforge/clawops/clawnode/keyfile"
 	"github.com/gatewayforge/clawops/config"
+	"github.com/gatewayforge/clawops/fleet"
 	"github.com/gatewayforge/clawops/gateway"
 	"github.com/gatewayforge/clawops/store"
 )
@@ -24,8 +25,8 @@ import (
 const doctorCheckTimeout = 15 * time.Second
 
 // runDoctor says what is configured and whether each part can work: the config, the data
-// folder, the store, the gateway key, the local provider's node binary, the API tokens, and
-// whether each chat channel can reach its platform. It exits 1 when anything fails.
+// folder, the store, the gateway key, the local provider's node binary, the archive store,
+// the API tokens, and whether each chat channel can reach its platform. It exits 1 when anything fails.
 func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cf configFlags
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
@@ -66,6 +67,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	} else {
 		report("local provider", "ok", fmt.Sprintf("%s, runtime %s", cfg.Fleet.Local.NodeBinary, cfg.Fleet.Local.Runtime))
 	}
+	doctorArchive(cfg, report)
 	if tokens, err := cfg.ResolveTokens(os.Getenv); err != nil {
 		report("api tokens", "FAIL", err.Error())
 	} else if len(tokens) == 0 {
@@ -82,6 +84,33 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return exitError{1}
 	}
 	return nil
+}
+
+// doctorArchive checks where teardowns keep workspaces: a folder must be writable (a file
+// is created and removed); a bucket's keys must be readable. The bucket is not contacted.
+func doctorArchive(cfg *config.Config, report func(part, status, detail string)) {
+	st, where, err := gateway.ArchiveStore(cfg, nil, nil)
+	if err != nil {
+		report("archive", "FAIL", err.Error())
+		return
+	}
+	ds, ok := st.(fleet.DirStore)
+	if !ok {
+		report("archive", "ok", where+"; keys readable, bucket not contacted")
+		return
+	}
+	if err := os.MkdirAll(ds.Root, 0o700); err != nil {
+		report("archive", "FAIL", fmt.Sprintf("%s: cannot create it (fleet.archive.dir): %v", where, err))
+		return
+	}
+	f, err := os.CreateTemp(ds.Root, ".doctor-*")
+	if err != nil {
+		report("archive", "FAIL", fmt.Sprintf("%s is not writable (fleet.archive.dir): %v", where, err))
+		return
+	}
+	f.Close()
+	os.Remove(f.Name())
+	report("archive", "ok", where+", writable")
 }
 
 // doctorChannels builds each configured adapter (checking its settings and secrets) and

@@ -83,6 +83,43 @@ func TestNodeTokenAndAuditVerify(t *testing.T) {
 	}
 }
 
+func TestDoctorArchive(t *testing.T) {
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "a-file")
+	writeFile(t, blocker, "not a folder")
+	for _, tc := range []struct {
+		name, yaml, want string
+		fail             bool
+	}{
+		{"folder", "fleet: {archive: {dir: " + filepath.Join(dir, "arch") + "}}\n", "folder " + filepath.Join(dir, "arch") + ", writable", false},
+		{"folder under a file", "fleet: {archive: {dir: " + filepath.Join(blocker, "arch") + "}}\n", "cannot create it (fleet.archive.dir)", true},
+		{"bucket", "fleet: {archive: {s3: {endpoint: \"http://127.0.0.1:1\", bucket: arch, region: us-east-1, access_key_env: DOCTOR_S3_KEY, secret_key_env: DOCTOR_S3_SECRET}}}\n",
+			"bucket s3://arch/ at http://127.0.0.1:1 (region us-east-1, keys from env DOCTOR_S3_KEY, env DOCTOR_S3_SECRET); keys readable, bucket not contacted", false},
+		{"bucket without its secret", "fleet: {archive: {s3: {endpoint: \"http://127.0.0.1:1\", bucket: arch, region: us-east-1, access_key_env: DOCTOR_S3_KEY, secret_key_env: DOCTOR_S3_NOPE}}}\n",
+			"fleet.archive.s3.secret_key_env: DOCTOR_S3_NOPE is not set", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("DOCTOR_S3_KEY", "AKIAIOSFODNN7EXAMPLE")
+			t.Setenv("DOCTOR_S3_SECRET", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+			cfg := filepath.Join(t.TempDir(), "clawops.yaml")
+			writeFile(t, cfg, "data_dir: "+filepath.Join(t.TempDir(), "data")+"\n"+tc.yaml)
+			out, _, err := runCLI(t, "doctor", "--config", cfg)
+			var line string
+			for l := range strings.Lines(out) {
+				if strings.HasPrefix(l, "archive ") {
+					line = l
+				}
+			}
+			if !strings.Contains(line, tc.want) || strings.Contains(line, "FAIL") != tc.fail || (exitCode(err) == 1) != tc.fail {
+				t.Errorf("archive line %q (exit %d), want %q, FAIL %v\n%s", line, exitCode(err), tc.want, tc.fail, out)
+			}
+			if strings.Contains(out, "EXAMPLEKEY") {
+				t.Errorf("doctor shows a secret:\n%s", out)
+			}
+		})
+	}
+}
+
 func TestDoctor(t *testing.T) {
 	bot := telegramtest.NewServer(t, "123:good-token")
 	dir := t.TempDir()
@@ -101,6 +138,9 @@ channels:
 	out, _, err := runCLI(t, "doctor", "--config", cfg)
 	if err != nil || !strings.Contains(out, "telegram can connect") {
 		t.Fatalf("doctor with a good token: %v\n%s", err, out)
+	}
+	if want := "folder " + filepath.Join(dir, "data", "archives") + ", writable"; !strings.Contains(out, want) {
+		t.Errorf("doctor: want the default archive folder checked (%q)\n%s", want, out)
 	}
 	t.Setenv("DOCTOR_TG_TOKEN", "123:revoked-token")
 	out, _, err = runCLI(t, "doctor", "--config", cfg)

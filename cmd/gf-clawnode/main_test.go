@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -224,6 +226,21 @@ func TestBinaryEnrollsAndAnswers(t *testing.T) {
 	var b proto.BackupResult
 	if raw, err = invoke("backup.create", nil); err != nil || json.Unmarshal(raw, &b) != nil || b.Size == 0 || !strings.HasSuffix(b.Path, ".tar.gz") {
 		t.Errorf("backup.create = %s, %v", raw, err)
+	}
+	// backup.read hands the archive back over the node plane, byte for byte.
+	var got []byte
+	for eof := false; !eof && err == nil; {
+		var chunk proto.BackupReadResult
+		if raw, err = invoke(proto.CmdBackupRead, proto.BackupReadParams{Path: b.Path, Offset: int64(len(got)), Length: 1000}); err == nil {
+			err = json.Unmarshal(raw, &chunk)
+		}
+		got, eof = append(got, chunk.Data...), chunk.EOF
+	}
+	if sum := sha256.Sum256(got); err != nil || int64(len(got)) != b.Size || hex.EncodeToString(sum[:]) != b.SHA256 {
+		t.Errorf("backup.read: %d bytes, %v; want %d bytes with sha256 %s", len(got), err, b.Size, b.SHA256)
+	}
+	if _, err = invoke(proto.CmdBackupRead, proto.BackupReadParams{Path: "/etc/passwd", Length: 10}); err == nil {
+		t.Error("backup.read of /etc/passwd: got nil error, want a refusal")
 	}
 	var info proto.VPSInfo
 	if raw, err = invoke("vps.info", nil); err != nil || json.Unmarshal(raw, &info) != nil || info.Runtime != "process" || info.CPUs < 1 {
