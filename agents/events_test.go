@@ -102,8 +102,10 @@ func TestNoModelEvents(t *testing.T) {
 	e := newTeamEnv(t, envOptions{})
 	ctx := context.Background()
 	detected := e.clock.Now()
-	if err := e.team.Event(ctx, agents.Event{Type: agents.EventPairFailed, Subject: "demo1-pri",
-		Severity: agents.SeverityCritical, Summary: "primary and standby unreachable", Time: detected}); err != nil {
+	// The fleet's monitor names the pair and puts its instances in the payload.
+	if err := e.team.Event(ctx, agents.Event{Type: agents.EventPairFailed, Subject: "demo1",
+		Severity: agents.SeverityCritical, Summary: "primary and standby unreachable", Time: detected,
+		Payload: json.RawMessage(`{"pair":"demo1","primary":"demo1-pri","primary_state":"DEGRADED","standby":"demo1-sby","standby_state":"DEGRADED"}`)}); err != nil {
 		t.Fatal(err)
 	}
 	// The alert is sent before Event returns: no queue, no model between the failure and people.
@@ -115,7 +117,7 @@ func TestNoModelEvents(t *testing.T) {
 	if alert.Kind != "alert" || alert.Priority != agents.PriorityHigh || alert.Agent != clawops.Briefer || alert.To != agents.ToOperators {
 		t.Errorf("alert: got %+v", alert)
 	}
-	if want := "[ALERT CRITICAL] PAIR_FAILED demo1-pri: primary and standby unreachable (detected 2026-11-23 09:00 UTC)"; alert.Text != want {
+	if want := "[ALERT CRITICAL] PAIR_FAILED demo1: primary and standby unreachable (detected 2026-11-23 09:00 UTC)"; alert.Text != want {
 		t.Errorf("alert text: got %q, want %q", alert.Text, want)
 	}
 	if lag := e.clock.Now().Sub(detected); lag > time.Minute {
@@ -145,24 +147,24 @@ func TestNoModelEvents(t *testing.T) {
 	}
 	// The Briefer's incident log and the Guardian's notes.
 	day, _ := e.mem.Day(clawops.Briefer, e.clock.Now())
-	if !strings.Contains(day, "INCIDENT [ALERT CRITICAL] PAIR_FAILED demo1-pri") {
+	if !strings.Contains(day, "INCIDENT [ALERT CRITICAL] PAIR_FAILED demo1") {
 		t.Errorf("briefer incident log: got %q", day)
 	}
 	gday, _ := e.mem.Day(clawops.Guardian, e.clock.Now())
-	if !strings.Contains(gday, "PAIR_FAILED demo1-pri: heal →") {
+	if !strings.Contains(gday, "PAIR_FAILED demo1: heal demo1-pri →") {
 		t.Errorf("guardian notes: got %q", gday)
 	}
 
 	// A repeat within ten minutes is not alerted again; after that it is.
 	e.clock.Add(5 * time.Minute)
-	if err := e.team.Event(ctx, agents.Event{Type: agents.EventPairFailed, Subject: "demo1-pri", Severity: agents.SeverityCritical}); err != nil {
+	if err := e.team.Event(ctx, agents.Event{Type: agents.EventPairFailed, Subject: "demo1", Severity: agents.SeverityCritical}); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(e.rec.takeNotices()); n != 0 {
 		t.Errorf("repeat alert within 10 min: got %d notices, want 0", n)
 	}
 	e.clock.Add(6 * time.Minute)
-	if err := e.team.Event(ctx, agents.Event{Type: agents.EventPairFailed, Subject: "demo1-pri", Severity: agents.SeverityCritical}); err != nil {
+	if err := e.team.Event(ctx, agents.Event{Type: agents.EventPairFailed, Subject: "demo1", Severity: agents.SeverityCritical}); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(e.rec.takeNotices()); n != 1 {

@@ -50,15 +50,31 @@ func (r *run) fallbackEvent(ctx context.Context, e Event) runResult {
 	switch {
 	case role == clawops.Guardian && (e.Type == EventInstanceDegraded || e.Type == EventPairFailed) && e.Subject != "":
 		// The auto-heal runbook is code in the fleet; the Guardian's part is to start it.
-		rep := r.invoke(ctx, ToolHeal, map[string]string{"instance": e.Subject})
-		line := fmt.Sprintf("%s %s: heal → %s", e.Type, e.Subject, rep.outcome())
+		target := healTarget(e)
+		rep := r.invoke(ctx, ToolHeal, map[string]string{"instance": target})
+		line := fmt.Sprintf("%s %s: heal %s → %s", e.Type, e.Subject, target, rep.outcome())
 		r.t.note(role, line)
-		return runResult{reply: mustJSON(map[string]any{"event": e.Type, "instance": e.Subject,
+		return runResult{reply: mustJSON(map[string]any{"event": e.Type, "instance": target,
 			"action": ToolHeal, "status": rep.Status, "reason": rep.Reason, "result": rep.Summary})}
 	}
 	line := fmt.Sprintf("%s %s (%s): %s", e.Type, e.Subject, e.Severity, truncate(e.Summary, 200))
 	r.t.note(role, line)
 	return runResult{reply: mustJSON(map[string]any{"event": e.Type, "subject": e.Subject, "status": "noted"})}
+}
+
+// healTarget is the instance a heal starts from: the subject of INSTANCE_DEGRADED, and
+// the primary of a PAIR_FAILED, whose subject is the pair (the runbook checks the
+// standby itself).
+func healTarget(e Event) string {
+	if e.Type == EventPairFailed {
+		var p struct {
+			Primary string `json:"primary"`
+		}
+		if json.Unmarshal(e.Payload, &p) == nil && p.Primary != "" {
+			return p.Primary
+		}
+	}
+	return e.Subject
 }
 
 func (r *run) fallbackSchedule(ctx context.Context, s Schedule) runResult {

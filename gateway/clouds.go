@@ -23,7 +23,8 @@ func cloudProviders(cfg *config.Config, lookup func(string) (string, bool), log 
 	if err != nil {
 		return nil, "", err
 	}
-	ci := cloudinit.Options{ClawnodeURL: cfg.Fleet.Bootstrap.ClawnodeURL, ClawnodeSHA256: cfg.Fleet.Bootstrap.ClawnodeSHA256}
+	ci := cloudinit.Options{ClawnodeURL: cfg.Fleet.Bootstrap.ClawnodeURL, ClawnodeSHA256: cfg.Fleet.Bootstrap.ClawnodeSHA256,
+		HeartbeatInterval: cfg.Nodes.HeartbeatInterval}
 	for i, c := range cfg.Fleet.Clouds {
 		var p fleet.Provider
 		l := log.With("provider", c.Name)

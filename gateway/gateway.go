@@ -176,9 +176,11 @@ func (g *Gateway) wire(opts Options, nodeURL string) error {
 		StateDir:   filepath.Join(cfg.DataDir, "local"),
 		Runtime:    cfg.Fleet.Local.Runtime,
 		ComposeDir: cfg.Fleet.Local.ComposeDir,
-		Env:        opts.LocalEnv,
-		Clock:      g.clk,
-		Logger:     g.log.With("room", "local-provider"),
+		// Nodes must beat at the interval the monitor's timeout is measured against.
+		HeartbeatInterval: cfg.Nodes.HeartbeatInterval,
+		Env:               opts.LocalEnv,
+		Clock:             g.clk,
+		Logger:            g.log.With("room", "local-provider"),
 	})
 	if err != nil {
 		return fmt.Errorf("new gateway: %w", err)
@@ -208,8 +210,13 @@ func (g *Gateway) wire(opts Options, nodeURL string) error {
 		GatewayKey:       base64.RawURLEncoding.EncodeToString(g.key.Public().(ed25519.PublicKey)),
 		JoinTokenTTL:     cfg.Nodes.JoinTokenTTL,
 		HeartbeatTimeout: cfg.Nodes.HeartbeatTimeout,
-		Clock:            g.clk,
-		Logger:           g.log.With("room", "fleet"),
+		// The monitor sweeps every heartbeat interval. A heal that waits at most two sweeps
+		// for OpenClaw to come back after a restart fails a dead primary over within three
+		// sweeps of its detection, as the runbook promises.
+		HealWait: 2 * cfg.Nodes.HeartbeatInterval,
+		HealPoll: max(cfg.Nodes.HeartbeatInterval/5, 200*time.Millisecond),
+		Clock:    g.clk,
+		Logger:   g.log.With("room", "fleet"),
 	})
 	if err != nil {
 		return fmt.Errorf("new gateway: %w", err)
@@ -352,6 +359,13 @@ func (g *Gateway) URL() string { return g.url }
 
 // Fleet is the fleet service, for provisioning the demo fleet and for tests.
 func (g *Gateway) Fleet() *fleet.Service { return g.fleet }
+
+// Bus is the fleet's event bus, which the agent team and the tests subscribe to.
+func (g *Gateway) Bus() *fleet.Bus { return g.bus }
+
+// Local is the local provider: the demo's fleet, and the fault injection (Crash) of the
+// end-to-end tests.
+func (g *Gateway) Local() *local.Provider { return g.local }
 
 // Gate is the gate, for tests and offline tools.
 func (g *Gateway) Gate() *governance.Gate { return g.gate }

@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/goccy/go-yaml"
 
@@ -59,6 +60,10 @@ type Options struct {
 	// OpenClawPort is the gateway port inside and (on 127.0.0.1) outside the container;
 	// DefaultOpenClawPort when zero.
 	OpenClawPort int
+	// HeartbeatInterval is passed to gf-clawnode as --heartbeat: it must match the
+	// gateway's nodes.heartbeat_interval, which its heartbeat timeout is measured against.
+	// Zero leaves gf-clawnode's default (10s).
+	HeartbeatInterval time.Duration
 	// AllowInsecure permits http:// download URLs and a ws:// gateway URL. For tests and
 	// closed labs only: production servers fetch and dial over TLS.
 	AllowInsecure bool
@@ -97,6 +102,9 @@ func Render(b fleet.Bootstrap, opts Options) (string, error) {
 		ClawnodeSHA256: strings.ToLower(opts.ClawnodeSHA256),
 		ComposeFile:    ComposeFile,
 		CurlProto:      " --proto '=https'",
+	}
+	if opts.HeartbeatInterval > 0 {
+		data.Heartbeat = opts.HeartbeatInterval.String()
 	}
 	if data.Hostname == "" {
 		data.Hostname = data.Instance
@@ -138,6 +146,7 @@ type templateData struct {
 	ClawnodeSHA256 string
 	ComposeFile    string
 	CurlProto      string
+	Heartbeat      string // gf-clawnode --heartbeat; "" for its default
 }
 
 var (
@@ -158,6 +167,9 @@ var movingTags = []string{"latest", "main", "extended-stable"}
 
 func (o Options) check() []error {
 	var errs []error
+	if o.HeartbeatInterval != 0 && (o.HeartbeatInterval < time.Second || o.HeartbeatInterval > 10*time.Minute) {
+		errs = append(errs, fmt.Errorf("heartbeat interval %s: want 1s..10m", o.HeartbeatInterval))
+	}
 	if err := checkURL("ClawnodeURL", o.ClawnodeURL, "https", "http", o.AllowInsecure); err != nil {
 		errs = append(errs, err)
 	}

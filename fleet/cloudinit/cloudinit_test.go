@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/google/go-cmp/cmp"
@@ -387,4 +388,30 @@ func FuzzRender(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestHeartbeatInterval passes the gateway's heartbeat interval to gf-clawnode, and
+// refuses one outside 1s..10m.
+func TestHeartbeatInterval(t *testing.T) {
+	opts := goodOptions()
+	out, err := Render(goodBootstrap(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "--heartbeat") {
+		t.Errorf("no interval: the unit passes --heartbeat anyway")
+	}
+	opts.HeartbeatInterval = 5 * time.Second
+	if out, err = Render(goodBootstrap(), opts); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "--backup-dir /var/lib/gf-clawnode/backups --heartbeat 5s\n") {
+		t.Errorf("5s interval: the ExecStart line does not end with --heartbeat 5s:\n%s", out)
+	}
+	for _, bad := range []time.Duration{500 * time.Millisecond, 11 * time.Minute, -time.Second} {
+		opts.HeartbeatInterval = bad
+		if _, err := Render(goodBootstrap(), opts); clawops.ReasonOf(err) != ReasonInvalidBootstrap {
+			t.Errorf("interval %s: got %v, want INVALID_BOOTSTRAP", bad, err)
+		}
+	}
 }
