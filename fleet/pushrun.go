@@ -219,9 +219,11 @@ func (s *Service) pushOne(ctx context.Context, p Push, t PushTarget) {
 	s.markTarget(ctx, p.ID, t.Instance, TargetApplied, "")
 }
 
-// UpgradeTimeout bounds one openclaw.upgrade: the node pulls the image, recreates the
-// container, waits for health (90 s by default) and may roll back, which takes longer
-// than the hub's default command budget.
+// UpgradeTimeout bounds the wait for one openclaw.upgrade: the node pulls the image,
+// recreates the container, waits for health (90 s by default) and may roll back, which
+// takes longer than the hub's default command budget. gf-clawnode caps a run at its
+// MaxExecTime (10 min by default) and gives a rollback 5 more minutes, so the gateway
+// waits that long for the node's own answer.
 const UpgradeTimeout = 15 * time.Minute
 
 // send runs the push's command on in under key and judges the answer: "" when the node
