@@ -9,8 +9,9 @@ import (
 	"github.com/gatewayforge/clawops/governance"
 )
 
-// Fleet tool names: the twelve tools of seed 003 §6.1 plus the logs tool. The gate's
-// catalog is the truth about them; these names are what the prompts and skills use.
+// Fleet tool names: the twelve tools of seed 003 §6.1 plus the logs and upgrade tools.
+// The gate's catalog is the truth about them; these names are what the prompts and
+// skills use.
 const (
 	ToolInstanceDiagnose = "gf_instance_diagnose"
 	ToolHeal             = "gf_heal"
@@ -18,6 +19,7 @@ const (
 	ToolProvision        = "gf_provision"
 	ToolTierResize       = "gf_tier_resize"
 	ToolConfigPush       = "gf_config_push"
+	ToolUpgrade          = "gf_upgrade"
 	ToolCostReport       = "gf_cost_report"
 	ToolProviderRouting  = "gf_provider_routing"
 )
@@ -81,6 +83,14 @@ func FleetCatalog() []governance.ToolSpec {
 				`"config":{"type":"object"},"instances":{"type":"array","items":{"type":"string"}},`+
 				`"rolling":{"type":"boolean"},"batch_size":{"type":"integer","minimum":1,"maximum":100},`+
 				`"max_failure_percent":{"type":"number","minimum":0,"maximum":100}}}`),
+		spec(ToolUpgrade, governance.ActionUpgrade, clawops.RiskMedium,
+			"Upgrade OpenClaw to a pinned image (tag or digest, never latest) on instances as a rolling push: each node pulls, "+
+				"recreates and health-checks the container and rolls back on its own; each batch is validated before the next. "+
+				"More than 100 instances only rolling; more than 10 users need approval.",
+			`{"type":"object","additionalProperties":false,"required":["image","targets"],"properties":{`+
+				`"image":{"type":"string"},"targets":{"oneOf":[{"type":"string","enum":["all_active"]},{"type":"array","items":{"type":"string"}}]},`+
+				`"rolling":{"type":"boolean"},"batch_size":{"type":"integer","minimum":1,"maximum":100},`+
+				`"max_fail_percent":{"type":"integer","minimum":0,"maximum":100},"reason":{"type":"string"}}}`),
 		spec(ToolCostReport, governance.ActionRead, clawops.RiskLow,
 			"Projected and actual spend, idle accounts, under-used tiers and cheaper placements.",
 			`{"type":"object","additionalProperties":false,"properties":{"period":{"type":"string","enum":["week","month"]}}}`),

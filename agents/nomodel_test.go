@@ -99,7 +99,7 @@ func TestNoModelCommander(t *testing.T) {
 		{`/tool gf_provision {"count":20,"tier":"standard"}`, "Approval apr_"},
 		{`/tool gf_no_such_tool`, "Not found (UNKNOWN_TOOL)"},
 		{`/tool`, "Invalid (BAD_ARGUMENTS): usage: /tool <name> [json-arguments]"},
-		{`/tools`, "14 tools (call one with /tool <name> {json}):\n- gf_config_push (config_push, risk high)"},
+		{`/tools`, "15 tools (call one with /tool <name> {json}):\n- gf_config_push (config_push, risk high)"},
 	} {
 		if got := e.say(omar, tt.text); !strings.HasPrefix(got, tt.want) {
 			t.Errorf("%s: got %q, want prefix %q", tt.text, got, tt.want)

@@ -99,25 +99,37 @@ func BenchmarkRecordHeartbeatWithMetrics(b *testing.B) {
 
 // BenchmarkRollingPush1000 is the orchestration overhead of a rolling push to 1,000
 // instances (batches of 50, 10 at a time) with nodes that answer at once: journaling
-// every instance before and after its command, validating every batch (config.get and
-// health for each instance) and the failure accounting.
+// every instance before and after its command, validating every batch (config.get, or
+// vps.info for an upgrade, and health for each instance) and the failure accounting.
+// kind=config pushes a config; kind=upgrade switches the OpenClaw image.
 func BenchmarkRollingPush1000(b *testing.B) {
-	h, sim := newSimHarness(b, func(o *Options) { o.Logger = nil; o.OnTransition = nil })
-	ids := h.activePairs(b, sim, "p", 500)
-	ctx := context.Background()
-	n := 0
-	b.ResetTimer()
-	for b.Loop() {
-		n++
-		v, err := h.svc.StartPush(ctx, PushSpec{Config: kimiConfig, Version: fmt.Sprintf("v%d", n), Targets: ids,
-			BatchSize: 50, MaxFailPercent: 5, RequestedBy: "bench"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		v, err = h.svc.RunPush(ctx, v.ID)
-		if err != nil || v.State != PushCompleted || v.Counts[TargetApplied] != len(ids) {
-			b.Fatalf("push: %s %v, %v", v.State, v.Counts, err)
-		}
+	for _, kind := range []string{PushKindConfig, PushKindUpgrade} {
+		b.Run("kind="+kind, func(b *testing.B) {
+			h, sim := newSimHarness(b, func(o *Options) { o.Logger = nil; o.OnTransition = nil })
+			ids := h.activePairs(b, sim, "p", 500)
+			ctx := context.Background()
+			n := 0
+			b.ResetTimer()
+			for b.Loop() {
+				n++
+				var v PushView
+				var err error
+				if kind == PushKindUpgrade {
+					v, err = h.svc.StartUpgrade(ctx, UpgradeSpec{Image: fmt.Sprintf("ghcr.io/openclaw/openclaw:2026.%d", n),
+						Targets: ids, BatchSize: 50, MaxFailPercent: 5, RequestedBy: "bench"})
+				} else {
+					v, err = h.svc.StartPush(ctx, PushSpec{Config: kimiConfig, Version: fmt.Sprintf("v%d", n), Targets: ids,
+						BatchSize: 50, MaxFailPercent: 5, RequestedBy: "bench"})
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				v, err = h.svc.RunPush(ctx, v.ID)
+				if err != nil || v.State != PushCompleted || v.Counts[TargetApplied] != len(ids) {
+					b.Fatalf("push: %s %v, %v", v.State, v.Counts, err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(ids)), "µs/instance")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(ids)), "µs/instance")
 }

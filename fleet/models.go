@@ -74,6 +74,9 @@ const (
 	// ReasonConfigRolledBack is the node's code for a config that failed its health check
 	// and was rolled back.
 	ReasonConfigRolledBack = proto.CodeConfigRolledBack
+	// ReasonUpgradeRolledBack is the node's code for an image that failed to start or its
+	// health check; the previous image runs again.
+	ReasonUpgradeRolledBack = proto.CodeUpgradeRolledBack
 	// ReasonNoPlacement means the routing policy yields no usable provider.
 	ReasonNoPlacement clawops.ReasonCode = "NO_PLACEMENT"
 	// ReasonUnknownBatch means no provisioning batch has that ID.

@@ -22,6 +22,7 @@ const (
 	CmdBackup      = proto.CmdBackup
 	CmdBackupRead  = proto.CmdBackupRead
 	CmdUpgrade     = proto.CmdUpgrade
+	CmdInfo        = proto.CmdInfo
 )
 
 // Bounds of Logs' line count; gf-clawnode enforces the same.
@@ -86,32 +87,32 @@ func (s *Service) invoke(ctx context.Context, op string, id clawops.InstanceID, 
 	return raw, nil
 }
 
+// invokeDecode runs a command without parameters on id's node and decodes its result.
+func invokeDecode[T any](ctx context.Context, s *Service, op string, id clawops.InstanceID, command string) (T, error) {
+	var out T
+	raw, err := s.invoke(ctx, op, id, command, noParams{})
+	if err != nil {
+		return out, err
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return out, clawops.E(op, clawops.ReasonExecutionFailed, fmt.Errorf("decode %s result: %w", command, err))
+	}
+	return out, nil
+}
+
 // Health asks id's node for OpenClaw's health now (openclaw.health).
 func (s *Service) Health(ctx context.Context, id clawops.InstanceID) (proto.Health, error) {
-	const op = "instance health"
-	raw, err := s.invoke(ctx, op, id, CmdHealth, noParams{})
-	if err != nil {
-		return proto.Health{}, err
-	}
-	var h proto.Health
-	if err := json.Unmarshal(raw, &h); err != nil {
-		return proto.Health{}, clawops.E(op, clawops.ReasonExecutionFailed, fmt.Errorf("decode %s result: %w", CmdHealth, err))
-	}
-	return h, nil
+	return invokeDecode[proto.Health](ctx, s, "instance health", id, CmdHealth)
 }
 
 // Metrics asks id's node for a VPS resource sample (vps.metrics).
 func (s *Service) Metrics(ctx context.Context, id clawops.InstanceID) (proto.Metrics, error) {
-	const op = "instance metrics"
-	raw, err := s.invoke(ctx, op, id, CmdMetrics, noParams{})
-	if err != nil {
-		return proto.Metrics{}, err
-	}
-	var m proto.Metrics
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return proto.Metrics{}, clawops.E(op, clawops.ReasonExecutionFailed, fmt.Errorf("decode %s result: %w", CmdMetrics, err))
-	}
-	return m, nil
+	return invokeDecode[proto.Metrics](ctx, s, "instance metrics", id, CmdMetrics)
+}
+
+// VPSInfo asks id's node what its machine is and which OpenClaw image it runs (vps.info).
+func (s *Service) VPSInfo(ctx context.Context, id clawops.InstanceID) (proto.VPSInfo, error) {
+	return invokeDecode[proto.VPSInfo](ctx, s, "instance info", id, CmdInfo)
 }
 
 // Restart restarts OpenClaw on id (openclaw.restart).

@@ -39,9 +39,19 @@ const (
 	PushCompleted = "completed"
 )
 
+// Push kinds: what a rolling push changes on each instance.
+const (
+	// PushKindConfig applies an OpenClaw config (config.apply), validated with config.get.
+	PushKindConfig = "config"
+	// PushKindUpgrade switches OpenClaw to a container image (openclaw.upgrade), validated
+	// with vps.info.
+	PushKindUpgrade = "upgrade"
+)
+
 // Push target states: pending until sent; sending from just before the command goes out
 // until its outcome is recorded (a target found sending after a restart is reconciled
-// with config.get before anything is sent again); then applied, failed or skipped.
+// with config.get, or vps.info for an upgrade, before anything is sent again); then
+// applied, failed or skipped.
 const (
 	TargetPending = "pending"
 	TargetSending = "sending"
@@ -50,9 +60,14 @@ const (
 	TargetSkipped = "skipped"
 )
 
-// Push is one rolling config push, journaled so that a restarted gateway resumes it.
+// Push is one rolling push, of a config or of an OpenClaw image, journaled so that a
+// restarted gateway resumes it.
 type Push struct {
-	ID             uint   `gorm:"primaryKey"`
+	ID uint `gorm:"primaryKey"`
+	// Kind is PushKindConfig or PushKindUpgrade; empty in rows written before upgrades
+	// existed, which are config pushes.
+	Kind           string `gorm:"size:16"`
+	Image          string `gorm:"size:255"` // the image an upgrade switches to
 	Version        string `gorm:"size:64"`
 	Config         string
 	ConfigSHA256   string `gorm:"size:64"`
@@ -115,11 +130,26 @@ type PushFailure struct {
 	Detail   string             `json:"detail"`
 }
 
+// UpgradeSpec asks for a rolling upgrade of OpenClaw to one image on a list of instances.
+type UpgradeSpec struct {
+	// Image is the container image to run, pinned by a tag other than latest or by a
+	// digest (proto.ValidateImage).
+	Image string
+	// Targets, BatchSize and MaxFailPercent are as in PushSpec.
+	Targets        []clawops.InstanceID
+	BatchSize      int
+	MaxFailPercent int
+	RequestedBy    string
+	Reason         string
+}
+
 // PushView is a push and its progress.
 type PushView struct {
 	ID             uint           `json:"id"`
-	Version        string         `json:"version"`
-	ConfigSHA256   string         `json:"config_sha256"`
+	Kind           string         `json:"kind"`
+	Image          string         `json:"image,omitempty"`
+	Version        string         `json:"version,omitempty"`
+	ConfigSHA256   string         `json:"config_sha256,omitempty"`
 	State          string         `json:"state"`
 	StopReason     string         `json:"stop_reason,omitempty"`
 	Total          int            `json:"total"`
@@ -146,9 +176,7 @@ func ConfigVersion(config json.RawMessage) string {
 // to plan exactly what StartPush will record.
 func NormalizePushSpec(spec PushSpec) (PushSpec, error) {
 	const op = "push config"
-	bad := func(format string, a ...any) error {
-		return clawops.E(op, clawops.KindInvalid, clawops.ReasonBadArguments, fmt.Errorf(format, a...))
-	}
+	bad := func(format string, a ...any) error { return badSpec(op, format, a...) }
 	raw := bytes.TrimSpace(spec.Config)
 	if len(raw) == 0 || raw[0] != '{' {
 		return spec, bad("config must be a JSON object")
@@ -171,50 +199,94 @@ func NormalizePushSpec(spec PushSpec) (PushSpec, error) {
 	if !proto.ValidConfigVersion(spec.Version) {
 		return spec, bad("version %.80q: want 1-64 of A-Z a-z 0-9 . _ : - starting with a letter or digit", spec.Version)
 	}
-	if spec.BatchSize == 0 {
-		spec.BatchSize = DefaultBatchSize
+	var err error
+	spec.BatchSize, err = normalizeRollout(op, spec.Targets, spec.BatchSize, spec.MaxFailPercent)
+	return spec, err
+}
+
+// NormalizeUpgradeSpec checks spec and fills its defaults, as StartUpgrade does; tools
+// call it to plan exactly what StartUpgrade will record.
+func NormalizeUpgradeSpec(spec UpgradeSpec) (UpgradeSpec, error) {
+	const op = "upgrade openclaw"
+	if err := proto.ValidateImage(spec.Image); err != nil {
+		return spec, badSpec(op, "%v", err)
 	}
-	if spec.BatchSize < 1 || spec.BatchSize > MaxBatchSize {
-		return spec, clawops.E(op, clawops.KindInvalid, clawops.ReasonRollingRequired,
-			fmt.Errorf("batch size %d: want 1..%d; a push to more instances goes in validated batches", spec.BatchSize, MaxBatchSize))
+	var err error
+	spec.BatchSize, err = normalizeRollout(op, spec.Targets, spec.BatchSize, spec.MaxFailPercent)
+	return spec, err
+}
+
+func badSpec(op, format string, a ...any) error {
+	return clawops.E(op, clawops.KindInvalid, clawops.ReasonBadArguments, fmt.Errorf(format, a...))
+}
+
+// normalizeRollout checks what every kind of rolling push shares (the batch size, the
+// failure threshold and the targets) and returns the batch size, defaulted.
+func normalizeRollout(op string, targets []clawops.InstanceID, batchSize, maxFailPercent int) (int, error) {
+	bad := func(format string, a ...any) error { return badSpec(op, format, a...) }
+	if batchSize == 0 {
+		batchSize = DefaultBatchSize
 	}
-	if spec.MaxFailPercent < 0 || spec.MaxFailPercent > 100 {
-		return spec, bad("max fail percent %d: want 0..100", spec.MaxFailPercent)
+	if batchSize < 1 || batchSize > MaxBatchSize {
+		return batchSize, clawops.E(op, clawops.KindInvalid, clawops.ReasonRollingRequired,
+			fmt.Errorf("batch size %d: want 1..%d; a push to more instances goes in validated batches", batchSize, MaxBatchSize))
 	}
-	if len(spec.Targets) == 0 || len(spec.Targets) > MaxPushTargets {
-		return spec, bad("%d targets: want 1..%d", len(spec.Targets), MaxPushTargets)
+	if maxFailPercent < 0 || maxFailPercent > 100 {
+		return batchSize, bad("max fail percent %d: want 0..100", maxFailPercent)
 	}
-	seen := make(map[clawops.InstanceID]bool, len(spec.Targets))
-	for _, id := range spec.Targets {
+	if len(targets) == 0 || len(targets) > MaxPushTargets {
+		return batchSize, bad("%d targets: want 1..%d", len(targets), MaxPushTargets)
+	}
+	seen := make(map[clawops.InstanceID]bool, len(targets))
+	for _, id := range targets {
 		if !ValidInstanceID(string(id)) {
-			return spec, bad("target %.48q is not an instance id", id)
+			return batchSize, bad("target %.48q is not an instance id", id)
 		}
 		if seen[id] {
-			return spec, bad("target %s is listed twice", id)
+			return batchSize, bad("target %s is listed twice", id)
 		}
 		seen[id] = true
 	}
-	return spec, nil
+	return batchSize, nil
 }
 
-// StartPush journals a rolling push and wakes the push worker; it returns at once. Every
-// target must be a recorded instance that is not terminated.
+// StartPush journals a rolling config push and wakes the push worker; it returns at once.
+// Every target must be a recorded instance that is not terminated.
 func (s *Service) StartPush(ctx context.Context, spec PushSpec) (PushView, error) {
-	const op = "push config"
 	spec, err := NormalizePushSpec(spec)
 	if err != nil {
 		return PushView{}, err
 	}
 	sum := sha256.Sum256(spec.Config)
+	return s.startPush(ctx, "push config", Push{Kind: PushKindConfig, Version: spec.Version, Config: string(spec.Config),
+		ConfigSHA256: hex.EncodeToString(sum[:]), BatchSize: spec.BatchSize, MaxFailPercent: spec.MaxFailPercent,
+		RequestedBy: spec.RequestedBy, Reason: spec.Reason}, spec.Targets)
+}
+
+// StartUpgrade journals a rolling upgrade of OpenClaw to spec.Image and wakes the push
+// worker; it returns at once. It runs as a push of kind PushKindUpgrade: the same
+// batches, validation, failure threshold, pause, resume and abort as a config push.
+// Every target must be a recorded instance that is not terminated.
+func (s *Service) StartUpgrade(ctx context.Context, spec UpgradeSpec) (PushView, error) {
+	spec, err := NormalizeUpgradeSpec(spec)
+	if err != nil {
+		return PushView{}, err
+	}
+	return s.startPush(ctx, "upgrade openclaw", Push{Kind: PushKindUpgrade, Image: spec.Image, BatchSize: spec.BatchSize,
+		MaxFailPercent: spec.MaxFailPercent, RequestedBy: spec.RequestedBy, Reason: spec.Reason}, spec.Targets)
+}
+
+// startPush journals p, with its batch size and threshold checked, and one row per
+// target, then announces it and wakes the worker.
+func (s *Service) startPush(ctx context.Context, op string, p Push, targets []clawops.InstanceID) (PushView, error) {
 	now := s.now()
-	n := len(spec.Targets)
-	p := Push{Version: spec.Version, Config: string(spec.Config), ConfigSHA256: hex.EncodeToString(sum[:]),
-		BatchSize: spec.BatchSize, MaxFailPercent: spec.MaxFailPercent, State: PushRunning,
-		RequestedBy: truncate(spec.RequestedBy, 200), Reason: truncate(spec.Reason, 1000),
-		Total: n, Batches: (n + spec.BatchSize - 1) / spec.BatchSize, CreatedAt: now, UpdatedAt: now}
-	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	n := len(targets)
+	p.State, p.Total, p.Batches = PushRunning, n, (n+p.BatchSize-1)/p.BatchSize
+	p.RequestedBy, p.Reason = truncate(p.RequestedBy, 200), truncate(p.Reason, 1000)
+	p.CreatedAt, p.UpdatedAt = now, now
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var live int64
-		for chunk := range chunks(spec.Targets, 500) {
+		for chunk := range chunks(targets, 500) {
 			var c int64
 			if err := tx.Model(&Instance{}).Where("id IN ? AND state <> ?", chunk, StateTerminated).Count(&c).Error; err != nil {
 				return err
@@ -229,8 +301,8 @@ func (s *Service) StartPush(ctx context.Context, spec PushSpec) (PushView, error
 			return err
 		}
 		rows := make([]PushTarget, n)
-		for i, id := range spec.Targets {
-			rows[i] = PushTarget{PushID: p.ID, Instance: id, Seq: i, Batch: i / spec.BatchSize, State: TargetPending, UpdatedAt: now}
+		for i, id := range targets {
+			rows[i] = PushTarget{PushID: p.ID, Instance: id, Seq: i, Batch: i / p.BatchSize, State: TargetPending, UpdatedAt: now}
 		}
 		return tx.CreateInBatches(rows, 500).Error
 	})
@@ -240,13 +312,49 @@ func (s *Service) StartPush(ctx context.Context, spec PushSpec) (PushView, error
 		}
 		return PushView{}, clawops.E(op, clawops.ReasonInternal, err)
 	}
-	s.log.Info("rolling push started", "push", p.ID, "version", p.Version, "targets", n, "batch", p.BatchSize)
+	s.log.Info("rolling push started", "push", p.ID, "kind", p.Kind, "version", p.Version, "image", p.Image,
+		"targets", n, "batch", p.BatchSize)
 	s.publish(Event{Type: EventPushStarted, Subject: pushSubject(p.ID),
 		Summary: fmt.Sprintf("push %d (%s) started: %d instances in %d batches of %d, stop above %d%% failed",
-			p.ID, p.Version, n, p.Batches, p.BatchSize, p.MaxFailPercent),
-		Payload: payload(map[string]any{"push": p.ID, "version": p.Version, "total": n, "batches": p.Batches})})
+			p.ID, p.label(), n, p.Batches, p.BatchSize, p.MaxFailPercent),
+		Payload: payload(p.eventFields(map[string]any{"push": p.ID, "total": n, "batches": p.Batches}))})
 	s.kickPush()
 	return s.PushStatus(context.WithoutCancel(ctx), p.ID)
+}
+
+// kind is the push's kind; rows written before upgrades existed have none and are
+// config pushes.
+func (p Push) kind() string {
+	if p.Kind == "" {
+		return PushKindConfig
+	}
+	return p.Kind
+}
+
+// label names what the push changes, for summaries: the config version, or
+// "upgrade to <image>".
+func (p Push) label() string { return pushLabel(p.kind(), p.Version, p.Image) }
+
+// Label names what the push changes, for summaries: the config version, or
+// "upgrade to <image>".
+func (v PushView) Label() string { return pushLabel(v.Kind, v.Version, v.Image) }
+
+func pushLabel(kind, version, image string) string {
+	if kind == PushKindUpgrade {
+		return "upgrade to " + image
+	}
+	return version
+}
+
+// eventFields adds the push's kind and target (version or image) to an event payload.
+func (p Push) eventFields(m map[string]any) map[string]any {
+	m["kind"] = p.kind()
+	if p.kind() == PushKindUpgrade {
+		m["image"] = p.Image
+	} else {
+		m["version"] = p.Version
+	}
+	return m
 }
 
 func chunks[T any](xs []T, n int) func(func([]T) bool) {
@@ -287,7 +395,7 @@ func (s *Service) PushStatus(ctx context.Context, id uint) (PushView, error) {
 	if err != nil {
 		return PushView{}, err
 	}
-	v := PushView{ID: p.ID, Version: p.Version, ConfigSHA256: p.ConfigSHA256, State: p.State, StopReason: p.StopReason,
+	v := PushView{ID: p.ID, Kind: p.kind(), Image: p.Image, Version: p.Version, ConfigSHA256: p.ConfigSHA256, State: p.State, StopReason: p.StopReason,
 		Total: p.Total, BatchSize: p.BatchSize, Batches: p.Batches, MaxFailPercent: p.MaxFailPercent,
 		Counts: map[string]int{}, RequestedBy: p.RequestedBy, Reason: p.Reason, CreatedAt: p.CreatedAt.UTC(), FinishedAt: p.FinishedAt}
 	type row struct {
@@ -395,6 +503,6 @@ func (s *Service) movePush(ctx context.Context, op string, id uint, from []strin
 	}
 	s.log.Info("push state", "push", id, "from", p.State, "to", to, "by", by)
 	s.publish(Event{Type: ev, Subject: pushSubject(id), Severity: SeverityWarning,
-		Summary: fmt.Sprintf("push %d (%s) %s by %s", id, p.Version, to, by)})
+		Summary: fmt.Sprintf("push %d (%s) %s by %s", id, p.label(), to, by)})
 	return s.PushStatus(context.WithoutCancel(ctx), id)
 }

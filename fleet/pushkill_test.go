@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -21,18 +22,21 @@ import (
 )
 
 // fileNodes are simulated nodes whose state lives in files, so it outlives the gateway
-// process that talks to them: one JSON file per node with its config version, how many
-// times a config was applied, and the idempotency keys it has seen.
+// process that talks to them: one JSON file per node with its config version and image,
+// how many times a config was applied and an image switched, and the idempotency keys it
+// has seen.
 type fileNodes struct {
 	dir   string
-	delay time.Duration // per config.apply, to give a kill something in flight
+	delay time.Duration // per config.apply or openclaw.upgrade, to give a kill something in flight
 	mu    sync.Mutex
 }
 
 type fileNodeState struct {
-	Version string   `json:"version"`
-	Applies int      `json:"applies"`
-	Keys    []string `json:"keys"`
+	Version  string   `json:"version"`
+	Applies  int      `json:"applies"`
+	Image    string   `json:"image"`
+	Upgrades int      `json:"upgrades"`
+	Keys     []string `json:"keys"`
 }
 
 func (f *fileNodes) path(node clawops.NodeID) string {
@@ -59,7 +63,7 @@ func (f *fileNodes) write(node clawops.NodeID, st fileNodeState) error {
 
 func (f *fileNodes) Invoke(ctx context.Context, node clawops.NodeID, command string, params any) (json.RawMessage, error) {
 	key := proto.IdempotencyKeyFrom(ctx)
-	if command == CmdConfigApply && f.delay > 0 {
+	if (command == CmdConfigApply || command == CmdUpgrade) && f.delay > 0 {
 		time.Sleep(f.delay)
 	}
 	f.mu.Lock()
@@ -73,26 +77,40 @@ func (f *fileNodes) Invoke(ctx context.Context, node clawops.NodeID, command str
 		return json.Marshal(ConfigGetResult{Version: st.Version, Config: json.RawMessage(`{}`)})
 	case CmdHealth:
 		return json.RawMessage(`{"ok":true,"status":200,"latencyMs":1,"checkedAt":1}`), nil
-	case CmdConfigApply:
-		for _, k := range st.Keys {
-			if k == key {
-				return nil, clawops.E("file node", clawops.KindDenied, clawops.ReasonCommandReplayed, "replayed")
-			}
+	case CmdInfo:
+		return json.Marshal(proto.VPSInfo{Hostname: string(node), OS: "linux", Runtime: "docker", Image: st.Image})
+	}
+	if command != CmdConfigApply && command != CmdUpgrade {
+		return nil, clawops.E("file node", clawops.KindDenied, clawops.ReasonNotAllowlisted, command)
+	}
+	if slices.Contains(st.Keys, key) {
+		return nil, clawops.E("file node", clawops.KindDenied, clawops.ReasonCommandReplayed, "replayed")
+	}
+	b, _ := json.Marshal(params)
+	var out any
+	if command == CmdUpgrade {
+		var p proto.UpgradeParams
+		if err := json.Unmarshal(b, &p); err != nil {
+			return nil, err
 		}
-		b, _ := json.Marshal(params)
+		out = proto.UpgradeResult{Image: p.Image, PreviousImage: st.Image, Healthy: true}
+		st.Image, st.Upgrades = p.Image, st.Upgrades+1
+	} else {
 		var p ConfigApplyParams
 		if err := json.Unmarshal(b, &p); err != nil {
 			return nil, err
 		}
-		st.Version, st.Applies, st.Keys = p.Version, st.Applies+1, append(st.Keys, key)
-		if err := f.write(node, st); err != nil {
-			return nil, err
-		}
-		return json.Marshal(ConfigApplyResult{Version: p.Version, Healthy: true})
+		out = ConfigApplyResult{Version: p.Version, Healthy: true}
+		st.Version, st.Applies = p.Version, st.Applies+1
 	}
-	return nil, clawops.E("file node", clawops.KindDenied, clawops.ReasonNotAllowlisted, command)
+	st.Keys = append(st.Keys, key)
+	if err := f.write(node, st); err != nil {
+		return nil, err
+	}
+	return json.Marshal(out)
 }
 
+// totalApplies counts the changes every node took: configs applied and images switched.
 func (f *fileNodes) totalApplies(t *testing.T) int {
 	t.Helper()
 	f.mu.Lock()
@@ -105,7 +123,7 @@ func (f *fileNodes) totalApplies(t *testing.T) int {
 		if err != nil || json.Unmarshal(b, &st) != nil {
 			continue
 		}
-		n += st.Applies
+		n += st.Applies + st.Upgrades
 	}
 	return n
 }
@@ -130,76 +148,100 @@ func TestPushChild(t *testing.T) {
 	t.Logf("child finished the push before being killed: %+v %v", v, err)
 }
 
-// TestRollingPushSurvivesKill runs a push in a real gateway process, kills it with
-// SIGKILL in the middle, and finishes the push from a new Service over the same SQLite
-// file: every instance gets the config exactly once.
+// TestRollingPushSurvivesKill runs a push, of a config and of an image, in a real gateway
+// process, kills it with SIGKILL in the middle, and finishes the push from a new Service
+// over the same SQLite file: every instance gets the config, or the image, exactly once.
 func TestRollingPushSurvivesKill(t *testing.T) {
-	dir := t.TempDir()
-	dbPath, nodesDir := filepath.Join(dir, "clawops.db"), filepath.Join(dir, "nodes")
-	if err := os.Mkdir(nodesDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(context.Background(), store.Options{DSN: dbPath})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close(db) })
-	nodes := &fileNodes{dir: nodesDir}
-	h := newHarnessDB(t, db, func(o *Options) { o.Nodes = nodes })
-	ids := h.activePairs(t, nil, "acct", 20) // 40 instances
-	for _, id := range ids {
-		if err := nodes.write(clawops.NodeID("node-"+string(id)), fileNodeState{Version: "v0"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	v, err := h.svc.StartPush(context.Background(), pushSpec(ids, 10, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	for _, tc := range []struct {
+		kind  string
+		start func(s *Service, ids []clawops.InstanceID) (PushView, error)
+		once  func(st fileNodeState) bool
+		want  string
+	}{
+		{PushKindConfig,
+			func(s *Service, ids []clawops.InstanceID) (PushView, error) {
+				return s.StartPush(context.Background(), pushSpec(ids, 10, 0))
+			},
+			func(st fileNodeState) bool { return st.Applies == 1 && st.Version == "v48" && st.Upgrades == 0 },
+			"version v48 applied exactly once"},
+		{PushKindUpgrade,
+			func(s *Service, ids []clawops.InstanceID) (PushView, error) {
+				return s.StartUpgrade(context.Background(), upgradeSpec(ids, 10, 0))
+			},
+			func(st fileNodeState) bool { return st.Upgrades == 1 && st.Image == newImage && st.Applies == 0 },
+			"image " + newImage + " switched to exactly once"},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			dir := t.TempDir()
+			dbPath, nodesDir := filepath.Join(dir, "clawops.db"), filepath.Join(dir, "nodes")
+			if err := os.Mkdir(nodesDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			db, err := store.Open(context.Background(), store.Options{DSN: dbPath})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { store.Close(db) })
+			nodes := &fileNodes{dir: nodesDir}
+			h := newHarnessDB(t, db, func(o *Options) { o.Nodes = nodes })
+			ids := h.activePairs(t, nil, "acct", 20) // 40 instances
+			for _, id := range ids {
+				if err := nodes.write(clawops.NodeID("node-"+string(id)), fileNodeState{Version: "v0", Image: oldImage}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			v, err := tc.start(h.svc, ids)
+			if err != nil {
+				t.Fatal(err)
+			}
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestPushChild$", "-test.v")
-	cmd.Env = append(os.Environ(), "CLAWOPS_PUSH_CHILD_DB="+dbPath, "CLAWOPS_PUSH_CHILD_NODES="+nodesDir,
-		fmt.Sprintf("CLAWOPS_PUSH_CHILD_ID=%d", v.ID))
-	out := &syncBuf{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for nodes.totalApplies(t) < 15 {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestPushChild$", "-test.v")
+			cmd.Env = append(os.Environ(), "CLAWOPS_PUSH_CHILD_DB="+dbPath, "CLAWOPS_PUSH_CHILD_NODES="+nodesDir,
+				fmt.Sprintf("CLAWOPS_PUSH_CHILD_ID=%d", v.ID))
+			out := &syncBuf{}
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for nodes.totalApplies(t) < 15 {
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					cmd.Wait()
+					t.Fatalf("child made %d changes before the deadline; output:\n%s", nodes.totalApplies(t), out.String())
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
 			cmd.Wait()
-			t.Fatalf("child applied %d configs before the deadline; output:\n%s", nodes.totalApplies(t), out.String())
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
-	before := nodes.totalApplies(t)
-	if before >= len(ids) {
-		t.Fatalf("the child finished all %d instances before the kill; output:\n%s", before, out.String())
-	}
-	t.Logf("killed the gateway after %d of %d instances", before, len(ids))
+			before := nodes.totalApplies(t)
+			if before >= len(ids) {
+				t.Fatalf("the child finished all %d instances before the kill; output:\n%s", before, out.String())
+			}
+			var sending int64
+			db.Model(&PushTarget{}).Where("push_id = ? AND state = ?", v.ID, TargetSending).Count(&sending)
+			t.Logf("killed the gateway after %d of %d instances, %d in flight", before, len(ids), sending)
 
-	svc2, err := NewService(Options{DB: db, Nodes: nodes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err = svc2.RunPush(context.Background(), v.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v.State != PushCompleted || v.Counts[TargetApplied] != len(ids) {
-		t.Fatalf("resumed push: got %s %v, want completed with %d applied", v.State, v.Counts, len(ids))
-	}
-	for _, id := range ids {
-		st, err := nodes.read(clawops.NodeID("node-" + string(id)))
-		if err != nil || st.Applies != 1 || st.Version != "v48" {
-			t.Errorf("%s: got %+v (%v), want version v48 applied exactly once", id, st, err)
-		}
+			svc2, err := NewService(Options{DB: db, Nodes: nodes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err = svc2.RunPush(context.Background(), v.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.State != PushCompleted || v.Counts[TargetApplied] != len(ids) || v.Kind != tc.kind {
+				t.Fatalf("resumed push: got %s %s %v, want %s completed with %d applied", v.Kind, v.State, v.Counts, tc.kind, len(ids))
+			}
+			for _, id := range ids {
+				st, err := nodes.read(clawops.NodeID("node-" + string(id)))
+				if err != nil || !tc.once(st) {
+					t.Errorf("%s: got %+v (%v), want %s", id, st, err, tc.want)
+				}
+			}
+		})
 	}
 }
 

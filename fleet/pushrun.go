@@ -52,15 +52,16 @@ func (s *Service) RunPushWorker(ctx context.Context, interval time.Duration) err
 
 // RunPush drives push id batch by batch until it completes, is stopped by its failure
 // threshold, or is paused or aborted; it returns the push as it then is. Each batch is
-// configured PushConcurrency instances at a time, then validated (config.get reports the
-// push's version and OpenClaw answers healthy) before the next starts.
+// configured (config.apply) or upgraded (openclaw.upgrade) PushConcurrency instances at a
+// time, then validated (config.get reports the push's version, or vps.info its image, and
+// OpenClaw answers healthy) before the next starts.
 //
 // Every instance's progress is journaled, with the idempotency key its command carries,
 // before the command leaves, so RunPush may be called again after a crash (by a new
-// Service over the same database): an instance found "sending" is asked for its config
-// version first and is only sent again when it does not run the push's version, under a
-// new idempotency key. When ctx ends, instances in
-// flight stay "sending" for that reconciliation.
+// Service over the same database): an instance found "sending" is asked what it runs
+// first (config.get or vps.info) and is only sent again when it does not run the push's
+// version or image, under a new idempotency key. When ctx ends, instances in flight stay
+// "sending" for that reconciliation.
 func (s *Service) RunPush(ctx context.Context, id uint) (PushView, error) {
 	const op = "run push"
 	s.pushMu.Lock()
@@ -162,18 +163,18 @@ func (s *Service) runBatch(ctx context.Context, p Push, batch int) (bool, error)
 	return ctx.Err() != nil, nil
 }
 
-// pushOne configures one instance, journaling each step.
+// pushOne configures or upgrades one instance, journaling each step.
 func (s *Service) pushOne(ctx context.Context, p Push, t PushTarget) {
-	const op = "push config"
+	op := p.words().op
 	if t.State == TargetSending {
 		// A previous run sent (or was about to send) the command and stopped before
 		// recording the outcome: ask before sending again.
-		ver, err := s.configVersion(ctx, t.Instance)
+		cur, err := s.running(ctx, p, t.Instance)
 		switch {
 		case ctx.Err() != nil:
 			return
-		case err == nil && ver == p.Version:
-			s.markTarget(ctx, p.ID, t.Instance, TargetApplied, "confirmed by config.get after an interrupted attempt")
+		case err == nil && cur == p.want():
+			s.markTarget(ctx, p.ID, t.Instance, TargetApplied, "confirmed by "+p.words().probe+" after an interrupted attempt")
 			return
 		case err != nil:
 			s.markTarget(ctx, p.ID, t.Instance, TargetFailed, "unreachable while checking an interrupted attempt: "+err.Error())
@@ -188,7 +189,7 @@ func (s *Service) pushOne(ctx context.Context, p Push, t PushTarget) {
 		return
 	}
 	if in.State == StateTerminated || in.NodeID == "" {
-		s.markTarget(ctx, p.ID, t.Instance, TargetSkipped, fmt.Sprintf("no node to configure (state %s)", in.State))
+		s.markTarget(ctx, p.ID, t.Instance, TargetSkipped, fmt.Sprintf("no node to %s (state %s)", p.words().verb, in.State))
 		return
 	}
 	attempt := t.Attempts + 1
@@ -199,33 +200,120 @@ func (s *Service) pushOne(ctx context.Context, p Push, t PushTarget) {
 	if res.Error != nil || res.RowsAffected != 1 {
 		return // someone else moved it (an abort), or the journal is unwritable: send nothing
 	}
-	raw, err := s.invokeKeyed(ctx, op, in, CmdConfigApply, ConfigApplyParams{Config: json.RawMessage(p.Config), Version: p.Version}, key)
+	detail, err := s.send(ctx, p, in, key)
 	if err != nil {
 		if ctx.Err() != nil {
 			return // stays "sending": the next run reconciles
 		}
-		if ver, gerr := s.configVersion(ctx, t.Instance); gerr == nil && ver == p.Version {
+		if cur, gerr := s.running(ctx, p, t.Instance); gerr == nil && cur == p.want() {
 			s.markTarget(ctx, p.ID, t.Instance, TargetApplied, "applied; the answer was lost: "+err.Error())
 			return
 		}
-		detail := err.Error()
-		if clawops.ReasonOf(err) == ReasonConfigRolledBack || strings.Contains(detail, string(ReasonConfigRolledBack)) {
-			detail = "rolled back by the node: " + detail
-		}
+		s.markTarget(ctx, p.ID, t.Instance, TargetFailed, failureDetail(err))
+		return
+	}
+	if detail != "" {
 		s.markTarget(ctx, p.ID, t.Instance, TargetFailed, detail)
 		return
+	}
+	s.markTarget(ctx, p.ID, t.Instance, TargetApplied, "")
+}
+
+// UpgradeTimeout bounds the wait for one openclaw.upgrade: the node pulls the image,
+// recreates the container, waits for health (90 s by default) and may roll back, which
+// takes longer than the hub's default command budget. gf-clawnode caps a run at its
+// MaxExecTime (10 min by default) and gives a rollback 5 more minutes, so the gateway
+// waits that long for the node's own answer.
+const UpgradeTimeout = 15 * time.Minute
+
+// send runs the push's command on in under key and judges the answer: "" when the node
+// reports it runs the push's target, else why not. An error is the command's own: a
+// refusal, a failure the node reported, or a lost answer, which pushOne reconciles.
+func (s *Service) send(ctx context.Context, p Push, in Instance, key string) (string, error) {
+	if p.kind() == PushKindUpgrade {
+		ctx, cancel := context.WithTimeout(ctx, UpgradeTimeout)
+		defer cancel()
+		raw, err := s.invokeKeyed(ctx, p.words().op, in, CmdUpgrade, proto.UpgradeParams{Image: p.Image}, key)
+		if err != nil {
+			return "", err
+		}
+		var r proto.UpgradeResult
+		switch {
+		case json.Unmarshal(raw, &r) != nil:
+			return "unreadable " + CmdUpgrade + " result", nil
+		case r.RolledBack:
+			return fmt.Sprintf("rolled back by the node: it runs %.255q again (healthy=%v)", r.PreviousImage, r.Healthy), nil
+		case !r.Healthy:
+			return fmt.Sprintf("node reports image %.255q unhealthy", r.Image), nil
+		case r.Image != p.Image:
+			return fmt.Sprintf("node reports image %.255q, want %s", r.Image, p.Image), nil
+		}
+		return "", nil
+	}
+	raw, err := s.invokeKeyed(ctx, p.words().op, in, CmdConfigApply, ConfigApplyParams{Config: json.RawMessage(p.Config), Version: p.Version}, key)
+	if err != nil {
+		return "", err
 	}
 	var r ConfigApplyResult
 	switch {
 	case json.Unmarshal(raw, &r) != nil:
-		s.markTarget(ctx, p.ID, t.Instance, TargetFailed, "unreadable config.apply result")
+		return "unreadable config.apply result", nil
 	case r.RolledBack || !r.Healthy:
-		s.markTarget(ctx, p.ID, t.Instance, TargetFailed, fmt.Sprintf("node reports healthy=%v rolledBack=%v", r.Healthy, r.RolledBack))
+		return fmt.Sprintf("node reports healthy=%v rolledBack=%v", r.Healthy, r.RolledBack), nil
 	case r.Version != p.Version:
-		s.markTarget(ctx, p.ID, t.Instance, TargetFailed, fmt.Sprintf("node reports version %.64q, want %s", r.Version, p.Version))
-	default:
-		s.markTarget(ctx, p.ID, t.Instance, TargetApplied, "")
+		return fmt.Sprintf("node reports version %.64q, want %s", r.Version, p.Version), nil
 	}
+	return "", nil
+}
+
+// failureDetail words a command error for the journal, naming a rollback and a runtime
+// that cannot do the change.
+func failureDetail(err error) string {
+	detail := err.Error()
+	reason := clawops.ReasonOf(err)
+	switch {
+	case reason == ReasonConfigRolledBack || reason == ReasonUpgradeRolledBack ||
+		strings.Contains(detail, string(ReasonConfigRolledBack)) || strings.Contains(detail, string(ReasonUpgradeRolledBack)):
+		return "rolled back by the node: " + detail
+	case reason == proto.CodeRollbackFailed:
+		return "the change failed and so did the node's rollback; the instance needs a human: " + detail
+	case reason == proto.CodeNotImplemented:
+		return "the node's runtime cannot do this: " + detail
+	}
+	return detail
+}
+
+// want is what a node runs once the push reached it: the config version or the image.
+func (p Push) want() string {
+	if p.kind() == PushKindUpgrade {
+		return p.Image
+	}
+	return p.Version
+}
+
+// kindWords are what a push's kind puts in its journal details and errors.
+type kindWords struct {
+	op    string // the operation
+	verb  string // what happens to an instance
+	probe string // the command that asks a node what it runs
+	noun  string // what the probe reports
+}
+
+func (p Push) words() kindWords {
+	if p.kind() == PushKindUpgrade {
+		return kindWords{op: "upgrade openclaw", verb: "upgrade", probe: CmdInfo, noun: "image"}
+	}
+	return kindWords{op: "push config", verb: "configure", probe: CmdConfigGet, noun: "version"}
+}
+
+// running asks id's node what it runs now: its config version (config.get) or, for an
+// upgrade, its OpenClaw image (vps.info).
+func (s *Service) running(ctx context.Context, p Push, id clawops.InstanceID) (string, error) {
+	if p.kind() == PushKindUpgrade {
+		info, err := s.VPSInfo(ctx, id)
+		return info.Image, err
+	}
+	return s.configVersion(ctx, id)
 }
 
 func (s *Service) markTarget(ctx context.Context, push uint, id clawops.InstanceID, state, detail string) {
@@ -245,19 +333,13 @@ func (s *Service) invokeKeyed(ctx context.Context, op string, in Instance, comma
 
 // configVersion asks id's node which config version it runs (config.get).
 func (s *Service) configVersion(ctx context.Context, id clawops.InstanceID) (string, error) {
-	raw, err := s.invoke(ctx, "config version", id, CmdConfigGet, noParams{})
-	if err != nil {
-		return "", err
-	}
-	var r ConfigGetResult
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return "", clawops.E("config version", clawops.ReasonExecutionFailed, fmt.Errorf("decode %s result: %w", CmdConfigGet, err))
-	}
-	return r.Version, nil
+	r, err := invokeDecode[ConfigGetResult](ctx, s, "config version", id, CmdConfigGet)
+	return r.Version, err
 }
 
-// validateBatch checks every instance of a batch that took the config: it must report the
-// push's version and answer healthy. One that does not is failed.
+// validateBatch checks every instance of a batch that took the push: it must report the
+// push's version (config.get) or image (vps.info) and answer healthy. One that does not
+// is failed.
 func (s *Service) validateBatch(ctx context.Context, p Push, batch int) error {
 	var targets []PushTarget
 	if err := s.db.WithContext(ctx).Where("push_id = ? AND batch = ? AND state = ? AND validated = ?", p.ID, batch,
@@ -268,15 +350,15 @@ func (s *Service) validateBatch(ctx context.Context, p Push, batch int) error {
 		var wg sync.WaitGroup
 		for _, t := range chunk {
 			wg.Go(func() {
-				ver, err := s.configVersion(ctx, t.Instance)
+				cur, err := s.running(ctx, p, t.Instance)
 				detail := ""
 				switch {
 				case ctx.Err() != nil:
 					return
 				case err != nil:
-					detail = "validation: config.get: " + err.Error()
-				case ver != p.Version:
-					detail = fmt.Sprintf("validation: runs version %.64q, want %s", ver, p.Version)
+					detail = "validation: " + p.words().probe + ": " + err.Error()
+				case cur != p.want():
+					detail = fmt.Sprintf("validation: runs %s %.255q, want %s", p.words().noun, cur, p.want())
 				default:
 					if ok, hd := s.healthy(ctx, t.Instance); !ok {
 						if ctx.Err() != nil {
@@ -353,8 +435,8 @@ func (s *Service) afterBatch(ctx context.Context, p Push, batch int) (string, er
 		sev = SeverityWarning
 	}
 	s.publish(Event{Type: EventPushBatch, Subject: pushSubject(p.ID), Severity: sev, Summary: summary,
-		Payload: payload(map[string]any{"push": p.ID, "batch": batch + 1, "batches": p.Batches, "applied": bApplied,
-			"failed": bFailed, "skipped": bSkipped, "done_so_far": done, "failed_so_far": failed})})
+		Payload: payload(p.eventFields(map[string]any{"push": p.ID, "batch": batch + 1, "batches": p.Batches, "applied": bApplied,
+			"failed": bFailed, "skipped": bSkipped, "done_so_far": done, "failed_so_far": failed}))})
 	// Stop when more than MaxFailPercent of the instances done so far failed.
 	if done > 0 && failed*100 > p.MaxFailPercent*done {
 		return fmt.Sprintf("%d of %d instances failed (%.1f%%), above the %d%% limit, after batch %d/%d",
@@ -375,7 +457,7 @@ func (s *Service) finishPush(ctx context.Context, p Push, state, reason string) 
 	if err != nil || res.RowsAffected == 0 {
 		return v, err
 	}
-	summary := fmt.Sprintf("push %d (%s) %s: %d applied, %d failed, %d skipped", p.ID, p.Version, state,
+	summary := fmt.Sprintf("push %d (%s) %s: %d applied, %d failed, %d skipped", p.ID, p.label(), state,
 		v.Counts[TargetApplied], v.Counts[TargetFailed], v.Counts[TargetSkipped])
 	typ, sev := EventPushCompleted, SeverityInfo
 	if state == PushStopped {
@@ -384,7 +466,7 @@ func (s *Service) finishPush(ctx context.Context, p Push, state, reason string) 
 	} else if v.Counts[TargetFailed] > 0 {
 		sev = SeverityWarning
 	}
-	s.log.Info("rolling push finished", "push", p.ID, "state", state, "applied", v.Counts[TargetApplied], "failed", v.Counts[TargetFailed])
+	s.log.Info("rolling push finished", "push", p.ID, "kind", p.kind(), "state", state, "applied", v.Counts[TargetApplied], "failed", v.Counts[TargetFailed])
 	s.publish(Event{Type: typ, Subject: pushSubject(p.ID), Severity: sev, Summary: summary, Payload: payload(v)})
 	return v, nil
 }

@@ -26,6 +26,9 @@ type simNode struct {
 	restartFixes bool            // a restart makes OpenClaw healthy again
 	lostAnswer   bool            // the next config.apply runs but its answer is lost
 	backup       *Backup         // what backup.create answers (an error when nil)
+	image        string          // the OpenClaw image vps.info reports
+	upgrades     int             // openclaw.upgrade runs that changed the image
+	noImages     bool            // the process runtime: openclaw.upgrade is NOT_IMPLEMENTED
 	commands     []string
 
 	archive []byte                                                    // what backup.read serves at backup.Path; nil: a node without backup.read
@@ -36,9 +39,11 @@ type simNode struct {
 type simNodes struct {
 	mu    sync.Mutex
 	nodes map[clawops.NodeID]*simNode
-	// beforeApply runs (unlocked) before each config.apply; an error aborts it unapplied.
+	// beforeApply runs (unlocked) before each config.apply and openclaw.upgrade; an error
+	// aborts it unapplied.
 	beforeApply func(ctx context.Context, node clawops.NodeID) error
-	// afterApply runs (unlocked) after a config.apply has changed the config.
+	// afterApply runs (unlocked) after a config.apply or openclaw.upgrade has changed the
+	// config or the image.
 	afterApply func(node clawops.NodeID)
 }
 
@@ -68,7 +73,7 @@ func (s *simNodes) Invoke(ctx context.Context, node clawops.NodeID, command stri
 	if err != nil {
 		return nil, err
 	}
-	if command == CmdConfigApply && s.beforeApply != nil {
+	if (command == CmdConfigApply || command == CmdUpgrade) && s.beforeApply != nil {
 		if err := s.beforeApply(ctx, node); err != nil {
 			return nil, clawops.E(op, clawops.KindTransient, err)
 		}
@@ -142,6 +147,34 @@ func (s *simNodes) Invoke(ctx context.Context, node clawops.NodeID, command stri
 			n.applies++
 			applied = true
 			out = ConfigApplyResult{Version: p.Version, Healthy: true}
+			if n.lostAnswer {
+				n.lostAnswer = false
+				cerr = clawops.E(op, clawops.KindTransient, clawops.ReasonNodeTimeout, "no result before the deadline")
+			}
+		}
+	case CmdInfo:
+		out = proto.VPSInfo{Hostname: string(node), OS: "linux", Arch: "amd64", Runtime: "docker", Image: n.image}
+		if n.noImages {
+			out = proto.VPSInfo{Hostname: string(node), OS: "linux", Arch: "amd64", Runtime: "process"}
+		}
+	case CmdUpgrade:
+		var p proto.UpgradeParams
+		switch {
+		case json.Unmarshal(b, &p) != nil || p.Validate() != nil:
+			cerr = clawops.E(op, clawops.KindDenied, clawops.ReasonBadParams, "bad params")
+		case key != "" && n.keys[key]:
+			cerr = clawops.E(op, clawops.KindDenied, clawops.ReasonCommandReplayed, "idempotency key already used")
+		case n.noImages:
+			cerr = clawops.E(op, proto.CodeNotImplemented, "this node's runtime runs no container image")
+		case n.broken:
+			n.keys[key] = true
+			cerr = clawops.E(op, proto.CodeUpgradeRolledBack, fmt.Sprintf("image %s failed: not healthy within 90s; %s runs again and is healthy", p.Image, n.image))
+		default:
+			n.keys[key] = true
+			out = proto.UpgradeResult{Image: p.Image, PreviousImage: n.image, Healthy: true}
+			n.image = p.Image
+			n.upgrades++
+			applied = true
 			if n.lostAnswer {
 				n.lostAnswer = false
 				cerr = clawops.E(op, clawops.KindTransient, clawops.ReasonNodeTimeout, "no result before the deadline")

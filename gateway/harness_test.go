@@ -62,7 +62,8 @@ func binaries(t *testing.T) string {
 }
 
 // fakeDocker writes a `docker` executable that appends its argv (one line per call,
-// arguments separated by tabs) to log and prints a few log lines for `logs`.
+// arguments separated by tabs) to log, prints a few log lines for `logs` and the image
+// the local provider's compose file names for `config --images`.
 func fakeDocker(t *testing.T, dir, log string) {
 	t.Helper()
 	script := `#!/bin/sh
@@ -72,6 +73,7 @@ for a in "$@"; do printf '\t%s' "$a" >> "` + log + `"; done
 printf '\n' >> "` + log + `"
 case " $* " in
   *" logs "*) echo "openclaw  | gateway ready"; echo "openclaw  | health ok";;
+  *" config --images "*) echo "openclaw:local";;
 esac
 exit 0
 `

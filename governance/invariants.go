@@ -9,8 +9,8 @@ import (
 
 // Limits the invariants enforce.
 const (
-	// MaxDirectConfigPush is the most instances a config push may touch unless it is a
-	// rolling push.
+	// MaxDirectConfigPush is the most instances a config push or an upgrade may touch
+	// unless it is a rolling push.
 	MaxDirectConfigPush = 100
 	// MaxUsersWithoutApproval is the most end users a plan may affect before a human must
 	// approve it, whatever the role table says.
@@ -41,11 +41,17 @@ func checkInvariants(spec ToolSpec, p Plan) *violation {
 			}
 		}
 	}
-	if spec.Action == ActionConfigPush {
+	// A config push or an upgrade changes what every targeted gateway runs: above
+	// MaxDirectConfigPush instances only in validated batches.
+	if spec.Action == ActionConfigPush || spec.Action == ActionUpgrade {
 		n := len(p.Targets)
+		what := "config push"
+		if spec.Action == ActionUpgrade {
+			what = "upgrade"
+		}
 		if n > MaxDirectConfigPush && !p.Rolling {
 			return &violation{clawops.ReasonRollingRequired, fmt.Sprintf(
-				"config push to %d instances must be a rolling push (limit %d)", n, MaxDirectConfigPush)}
+				"%s to %d instances must be a rolling push (limit %d)", what, n, MaxDirectConfigPush)}
 		}
 		if p.Rolling && (p.BatchSize < 1 || p.BatchSize > MaxDirectConfigPush) {
 			return &violation{clawops.ReasonRollingRequired, fmt.Sprintf(

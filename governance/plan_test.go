@@ -120,6 +120,11 @@ func TestInvariants(t *testing.T) {
 		{"rolling config push to 500", ActionConfigPush, Plan{Rolling: true, BatchSize: 50, Targets: targets(500, "primary", "ACTIVE", "ACTIVE")}, ""},
 		{"rolling push without batch size", ActionConfigPush, Plan{Rolling: true, Targets: targets(500, "primary", "ACTIVE", "ACTIVE")}, clawops.ReasonRollingRequired},
 		{"rolling push with giant batches", ActionConfigPush, Plan{Rolling: true, BatchSize: 101, Targets: targets(500, "primary", "ACTIVE", "ACTIVE")}, clawops.ReasonRollingRequired},
+		{"upgrade of 100", ActionUpgrade, Plan{Targets: targets(100, "primary", "ACTIVE", "ACTIVE")}, ""},
+		{"upgrade of 101", ActionUpgrade, Plan{Targets: targets(101, "primary", "ACTIVE", "ACTIVE")}, clawops.ReasonRollingRequired},
+		{"rolling upgrade of 500", ActionUpgrade, Plan{Rolling: true, BatchSize: 100, Targets: targets(500, "primary", "ACTIVE", "ACTIVE")}, ""},
+		{"rolling upgrade without batch size", ActionUpgrade, Plan{Rolling: true, Targets: targets(500, "primary", "ACTIVE", "ACTIVE")}, clawops.ReasonRollingRequired},
+		{"rolling upgrade with giant batches", ActionUpgrade, Plan{Rolling: true, BatchSize: 101, Targets: targets(2, "primary", "ACTIVE", "ACTIVE")}, clawops.ReasonRollingRequired},
 		{"restart of 500", ActionRestart, Plan{Targets: targets(500, "primary", "ACTIVE", "ACTIVE")}, ""},
 	}
 	for _, tc := range tests {

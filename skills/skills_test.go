@@ -40,7 +40,7 @@ var shippedNames = []string{
 var knownTools = []string{
 	"gf_fleet_status", "gf_instance_health", "gf_instance_diagnose", "gf_instance_logs",
 	"gf_restart", "gf_heal", "gf_failover", "gf_provision", "gf_teardown", "gf_tier_resize",
-	"gf_config_push", "gf_cost_report", "gf_provider_routing",
+	"gf_config_push", "gf_cost_report", "gf_provider_routing", "gf_upgrade", "gf_push_status",
 }
 
 func TestShippedSkills(t *testing.T) {

@@ -23,6 +23,7 @@ const (
 	NameConfigPush         = "gf_config_push"
 	NamePushStatus         = "gf_push_status"
 	NamePushControl        = "gf_push_control"
+	NameUpgrade            = "gf_upgrade"
 	NameCostReport         = "gf_cost_report"
 	NameProviderRouting    = "gf_provider_routing"
 	NameProviderRoutingSet = "gf_provider_routing_set"
@@ -61,6 +62,9 @@ type (
 	pusher interface {
 		StartPush(ctx context.Context, spec fleet.PushSpec) (fleet.PushView, error)
 	}
+	upgrader interface {
+		StartUpgrade(ctx context.Context, spec fleet.UpgradeSpec) (fleet.PushView, error)
+	}
 	pushController interface {
 		PushStatus(ctx context.Context, id uint) (fleet.PushView, error)
 		Pushes(ctx context.Context, limit int) ([]fleet.PushView, error)
@@ -90,6 +94,7 @@ var (
 	_ provisioner       = (*fleet.Service)(nil)
 	_ resizer           = (*fleet.Service)(nil)
 	_ pusher            = (*fleet.Service)(nil)
+	_ upgrader          = (*fleet.Service)(nil)
 	_ pushController    = (*fleet.Service)(nil)
 	_ coster            = (*fleet.Service)(nil)
 	_ router            = (*fleet.Service)(nil)
@@ -128,6 +133,9 @@ func operationTools(f Fleet, o Options) []governance.Tool {
 	}
 	if p, ok := f.(pusher); ok {
 		out = append(out, &configPushTool{f, p})
+	}
+	if u, ok := f.(upgrader); ok {
+		out = append(out, &upgradeTool{f, u})
 	}
 	if c, ok := f.(pushController); ok {
 		out = append(out, &pushStatusTool{c}, &pushControlTool{c})

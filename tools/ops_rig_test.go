@@ -20,19 +20,23 @@ import (
 )
 
 // simNodes answers node commands at the NodeInvoker boundary with the shapes gf-clawnode
-// uses, per node: up or down, OpenClaw healthy or not, the config version it runs.
+// uses, per node: up or down, OpenClaw healthy or not, the config version and the image
+// it runs.
 type simNodes struct {
 	mu        sync.Mutex
 	down      map[clawops.NodeID]bool
 	unhealthy map[clawops.NodeID]bool
 	version   map[clawops.NodeID]string
 	applies   map[clawops.NodeID]int
+	image     map[clawops.NodeID]string
+	upgrades  map[clawops.NodeID]int
 	calls     []string
 }
 
 func newSimNodes() *simNodes {
 	return &simNodes{down: map[clawops.NodeID]bool{}, unhealthy: map[clawops.NodeID]bool{},
-		version: map[clawops.NodeID]string{}, applies: map[clawops.NodeID]int{}}
+		version: map[clawops.NodeID]string{}, applies: map[clawops.NodeID]int{},
+		image: map[clawops.NodeID]string{}, upgrades: map[clawops.NodeID]int{}}
 }
 
 func (s *simNodes) Invoke(ctx context.Context, node clawops.NodeID, command string, params any) (json.RawMessage, error) {
@@ -69,6 +73,17 @@ func (s *simNodes) Invoke(ctx context.Context, node clawops.NodeID, command stri
 		s.version[node] = p.Version
 		s.applies[node]++
 		return json.Marshal(fleet.ConfigApplyResult{Version: p.Version, Healthy: true})
+	case fleet.CmdInfo:
+		return json.Marshal(proto.VPSInfo{Hostname: string(node), OS: "linux", Runtime: "docker", Image: s.image[node]})
+	case fleet.CmdUpgrade:
+		var p proto.UpgradeParams
+		if err := json.Unmarshal(b, &p); err != nil {
+			return nil, err
+		}
+		prev := s.image[node]
+		s.image[node] = p.Image
+		s.upgrades[node]++
+		return json.Marshal(proto.UpgradeResult{Image: p.Image, PreviousImage: prev, Healthy: true})
 	}
 	return nil, clawops.E("invoke", clawops.KindDenied, clawops.ReasonNotAllowlisted, command)
 }

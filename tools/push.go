@@ -27,23 +27,11 @@ const (
 
 var (
 	versionRE        = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$`)
-	schemaConfigPush = schema(map[string]any{
+	schemaConfigPush = schema(rolloutProps(map[string]any{
 		"config": map[string]any{"type": "object", "description": "The whole OpenClaw config to apply (openclaw.json as JSON)."},
 		"version": map[string]any{"type": "string", "pattern": versionRE.String(),
 			"description": "Name of this config version; default cfg-<sha256 prefix>."},
-		"targets": map[string]any{"description": "\"all_active\", or a list of instance IDs.",
-			"oneOf": []any{
-				map[string]any{"type": "string", "enum": []string{TargetsAllActive}},
-				map[string]any{"type": "array", "minItems": 1, "maxItems": fleet.MaxPushTargets, "uniqueItems": true,
-					"items": map[string]any{"type": "string", "pattern": fleet.InstanceIDPattern}},
-			}},
-		"rolling": map[string]any{"type": "boolean", "default": true,
-			"description": "Push in validated batches. A push to more than 100 instances must be rolling."},
-		"batch_size": map[string]any{"type": "integer", "minimum": 1, "maximum": fleet.MaxBatchSize, "default": fleet.DefaultBatchSize},
-		"max_fail_percent": map[string]any{"type": "integer", "minimum": 0, "maximum": 100, "default": DefaultMaxFailPercent,
-			"description": "Stop after a batch when more than this percentage of the instances done so far failed."},
-		"reason": reasonProp,
-	}, []string{"config", "targets"})
+	}), []string{"config", "targets"})
 	schemaPushStatus = schema(map[string]any{
 		"push": map[string]any{"type": "integer", "minimum": 1, "description": "Push ID; omit for the most recent pushes."},
 	}, nil)
@@ -52,6 +40,24 @@ var (
 		"action": map[string]any{"type": "string", "enum": []string{"pause", "resume", "abort"}},
 	}, []string{"push", "action"})
 )
+
+// rolloutProps adds to props the arguments every rolling push takes: targets, rolling,
+// batch_size, max_fail_percent and reason.
+func rolloutProps(props map[string]any) map[string]any {
+	props["targets"] = map[string]any{"description": "\"all_active\", or a list of instance IDs.",
+		"oneOf": []any{
+			map[string]any{"type": "string", "enum": []string{TargetsAllActive}},
+			map[string]any{"type": "array", "minItems": 1, "maxItems": fleet.MaxPushTargets, "uniqueItems": true,
+				"items": map[string]any{"type": "string", "pattern": fleet.InstanceIDPattern}},
+		}}
+	props["rolling"] = map[string]any{"type": "boolean", "default": true,
+		"description": "Go in validated batches. More than 100 instances must be rolling."}
+	props["batch_size"] = map[string]any{"type": "integer", "minimum": 1, "maximum": fleet.MaxBatchSize, "default": fleet.DefaultBatchSize}
+	props["max_fail_percent"] = map[string]any{"type": "integer", "minimum": 0, "maximum": 100, "default": DefaultMaxFailPercent,
+		"description": "Stop after a batch when more than this percentage of the instances done so far failed."}
+	props["reason"] = reasonProp
+	return props
+}
 
 // configPushTool is gf_config_push: a config pushed to many instances, batch by batch.
 type configPushTool struct {
@@ -68,16 +74,92 @@ func (t *configPushTool) Spec() governance.ToolSpec {
 		Schema: schemaConfigPush}
 }
 
-// pushArgs is the canonical, resolved form in a plan.
-type pushArgs struct {
-	Config         json.RawMessage      `json:"config"`
-	Version        string               `json:"version"`
+// rolloutArgs are the arguments every rolling push shares, canonical and resolved, as a
+// plan carries them.
+type rolloutArgs struct {
 	Targets        []clawops.InstanceID `json:"targets"`
 	Rolling        bool                 `json:"rolling"`
 	BatchSize      int                  `json:"batch_size"`
 	MaxFailPercent int                  `json:"max_fail_percent"`
 	RequestedBy    string               `json:"requested_by"`
 	Reason         string               `json:"reason,omitempty"`
+}
+
+// pushArgs is the canonical, resolved form of gf_config_push in a plan.
+type pushArgs struct {
+	Config  json.RawMessage `json:"config"`
+	Version string          `json:"version"`
+	rolloutArgs
+}
+
+// readRollout reads the rollout arguments of m (targets, rolling, batch_size,
+// max_fail_percent, reason, requested_by) and resolves the targets.
+func readRollout(ctx context.Context, f Fleet, op string, actor clawops.Actor, m map[string]json.RawMessage) (rolloutArgs, []fleet.InstanceView, error) {
+	var a rolloutArgs
+	var err error
+	if a.RequestedBy, err = requesterArg(op, m, actor); err != nil {
+		return a, nil, err
+	}
+	if a.Rolling, err = boolArg(op, m, "rolling", true); err != nil {
+		return a, nil, err
+	}
+	if a.BatchSize, err = intArg(op, m, "batch_size", 1, fleet.MaxBatchSize, fleet.DefaultBatchSize); err != nil {
+		return a, nil, err
+	}
+	if a.MaxFailPercent, err = intArg(op, m, "max_fail_percent", 0, 100, DefaultMaxFailPercent); err != nil {
+		return a, nil, err
+	}
+	if a.Reason, err = stringArg(op, m, "reason", reasonRE, ""); err != nil {
+		return a, nil, err
+	}
+	views, err := pushTargets(ctx, f, op, m["targets"])
+	if err != nil {
+		return a, nil, err
+	}
+	for _, v := range views {
+		a.Targets = append(a.Targets, v.ID)
+	}
+	return a, views, nil
+}
+
+// plan is the governance plan of a rolling push of tool to views, without its Args,
+// Summary and Effects, and how it goes in words. A push that is not rolling is one
+// batch: the gate refuses it above 100 instances.
+func (a *rolloutArgs) plan(tool string, views []fleet.InstanceView, perBatch time.Duration) (governance.Plan, string) {
+	n := len(a.Targets)
+	if !a.Rolling {
+		a.BatchSize = n
+	}
+	batches := (n + a.BatchSize - 1) / a.BatchSize
+	p := governance.Plan{Tool: tool, Rolling: a.Rolling, BatchSize: a.BatchSize,
+		Reversible: true, ExpectedDuration: time.Duration(batches) * perBatch}
+	accounts := map[string]bool{}
+	for _, v := range views {
+		// No state in these targets: a push does not depend on it (an instance without a
+		// node when its turn comes is skipped), and an approval must survive a heartbeat.
+		p.Targets = append(p.Targets, governance.Target{Instance: v.ID, Account: v.Account, Role: string(v.Role), Users: fleet.UsersPerAccount})
+		accounts[v.Account] = true
+	}
+	p.UsersAffected = len(accounts) * fleet.UsersPerAccount
+	how := fmt.Sprintf("all at once (%d instances in one batch)", n)
+	if a.Rolling {
+		how = fmt.Sprintf("rolling: %d batch(es) of %d, each validated", batches, a.BatchSize)
+	}
+	return p, how
+}
+
+// reasonFor is the reason a push records: the caller's, and the grant it runs under. It
+// refuses a push that is not rolling above governance.MaxDirectConfigPush instances.
+func (a rolloutArgs) reasonFor(ctx context.Context, tool string) (string, error) {
+	if !a.Rolling && len(a.Targets) > governance.MaxDirectConfigPush {
+		return "", clawops.E(tool, clawops.KindDenied, clawops.ReasonRollingRequired,
+			fmt.Errorf("%d instances need a rolling push", len(a.Targets)))
+	}
+	reason := a.Reason
+	if g := grantNote(ctx); g != "" {
+		reason = strings.TrimSpace(reason + " [" + g + "]")
+	}
+	return reason, nil
 }
 
 func (t *configPushTool) Plan(ctx context.Context, actor clawops.Actor, args json.RawMessage) (governance.Plan, error) {
@@ -88,9 +170,6 @@ func (t *configPushTool) Plan(ctx context.Context, actor clawops.Actor, args jso
 		return governance.Plan{}, err
 	}
 	var a pushArgs
-	if a.RequestedBy, err = requesterArg(op, m, actor); err != nil {
-		return governance.Plan{}, err
-	}
 	cfg, ok := m["config"]
 	if !ok || !bytes.HasPrefix(bytes.TrimSpace(cfg), []byte("{")) {
 		return governance.Plan{}, badArgs(op, "argument \"config\" must be a JSON object")
@@ -103,24 +182,9 @@ func (t *configPushTool) Plan(ctx context.Context, actor clawops.Actor, args jso
 	if a.Version, err = stringArg(op, m, "version", versionRE, ""); err != nil {
 		return governance.Plan{}, err
 	}
-	if a.Rolling, err = boolArg(op, m, "rolling", true); err != nil {
+	var views []fleet.InstanceView
+	if a.rolloutArgs, views, err = readRollout(ctx, t.f, op, actor, m); err != nil {
 		return governance.Plan{}, err
-	}
-	if a.BatchSize, err = intArg(op, m, "batch_size", 1, fleet.MaxBatchSize, fleet.DefaultBatchSize); err != nil {
-		return governance.Plan{}, err
-	}
-	if a.MaxFailPercent, err = intArg(op, m, "max_fail_percent", 0, 100, DefaultMaxFailPercent); err != nil {
-		return governance.Plan{}, err
-	}
-	if a.Reason, err = stringArg(op, m, "reason", reasonRE, ""); err != nil {
-		return governance.Plan{}, err
-	}
-	views, err := t.pushTargets(ctx, op, m["targets"])
-	if err != nil {
-		return governance.Plan{}, err
-	}
-	for _, v := range views {
-		a.Targets = append(a.Targets, v.ID)
 	}
 	spec, err := fleet.NormalizePushSpec(fleet.PushSpec{Config: cfg, Version: a.Version, Targets: a.Targets,
 		BatchSize: a.BatchSize, MaxFailPercent: a.MaxFailPercent})
@@ -128,38 +192,24 @@ func (t *configPushTool) Plan(ctx context.Context, actor clawops.Actor, args jso
 		return governance.Plan{}, clawops.E(op, err)
 	}
 	a.Config, a.Version = spec.Config, spec.Version
-	n := len(a.Targets)
-	if !a.Rolling {
-		a.BatchSize = n // one batch: the gate refuses this above 100 instances
-	}
-	batches := (n + a.BatchSize - 1) / a.BatchSize
-	p := governance.Plan{Tool: NameConfigPush, Args: canonical(a), Rolling: a.Rolling, BatchSize: a.BatchSize,
-		Reversible: true, ExpectedDuration: time.Duration(batches) * time.Minute}
-	accounts := map[string]bool{}
-	for _, v := range views {
-		// No state in these targets: a push does not depend on it (an instance without a
-		// node when its turn comes is skipped), and an approval must survive a heartbeat.
-		p.Targets = append(p.Targets, governance.Target{Instance: v.ID, Account: v.Account, Role: string(v.Role), Users: fleet.UsersPerAccount})
-		accounts[v.Account] = true
-	}
-	p.UsersAffected = len(accounts) * fleet.UsersPerAccount
-	what := fmt.Sprintf("%d instances", n)
+	p, how := a.plan(NameConfigPush, views, time.Minute)
+	p.Args = canonical(a)
+	what := fmt.Sprintf("%d instances", len(a.Targets))
 	p.Effects = []governance.Effect{
 		{Kind: EffectNodeCommand, Target: what, Detail: fmt.Sprintf("%s version %s (config sha256 %.12s…)", fleet.CmdConfigApply, a.Version, sha256hex(a.Config))},
 		{Kind: EffectNodeCommand, Target: what, Detail: fmt.Sprintf("%s and %s after each batch", fleet.CmdConfigGet, fleet.CmdHealth)},
 	}
-	how := fmt.Sprintf("all at once (%d instances in one batch)", n)
 	if a.Rolling {
-		how = fmt.Sprintf("rolling: %d batch(es) of %d, each validated (config version + health) before the next", batches, a.BatchSize)
+		how += " (config version + health) before the next"
 	}
 	p.Summary = fmt.Sprintf("Push OpenClaw config %s to %d instance(s) (%d user(s)), %s; stop above %d%% failed; the node rolls back a config that fails its health check",
-		a.Version, n, p.UsersAffected, how, a.MaxFailPercent)
+		a.Version, len(a.Targets), p.UsersAffected, how, a.MaxFailPercent)
 	return p, nil
 }
 
 // pushTargets resolves the targets argument to live instances, in ID order for
 // "all_active" and in the given order otherwise.
-func (t *configPushTool) pushTargets(ctx context.Context, op string, raw json.RawMessage) ([]fleet.InstanceView, error) {
+func pushTargets(ctx context.Context, f Fleet, op string, raw json.RawMessage) ([]fleet.InstanceView, error) {
 	if raw == nil {
 		return nil, badArgs(op, "argument \"targets\" is required: \"all_active\" or a list of instance IDs")
 	}
@@ -168,7 +218,7 @@ func (t *configPushTool) pushTargets(ctx context.Context, op string, raw json.Ra
 		if all != TargetsAllActive {
 			return nil, badArgs(op, "targets %.40q: want \"all_active\" or a list of instance IDs", all)
 		}
-		views, err := t.f.Instances(ctx)
+		views, err := f.Instances(ctx)
 		if err != nil {
 			return nil, clawops.E(op, err)
 		}
@@ -200,7 +250,7 @@ func (t *configPushTool) pushTargets(ctx context.Context, op string, raw json.Ra
 			return nil, badArgs(op, "target %s is listed twice", s)
 		}
 		seen[s] = true
-		v, err := resolve(ctx, t.f, op, clawops.InstanceID(s))
+		v, err := resolve(ctx, f, op, clawops.InstanceID(s))
 		if err != nil {
 			return nil, err
 		}
@@ -217,13 +267,9 @@ func (t *configPushTool) Apply(ctx context.Context, p governance.Plan) (governan
 	if err := decodeStrict(NameConfigPush, "plan arguments", p.Args, &a); err != nil {
 		return governance.Result{}, err
 	}
-	if !a.Rolling && len(a.Targets) > governance.MaxDirectConfigPush {
-		return governance.Result{}, clawops.E(NameConfigPush, clawops.KindDenied, clawops.ReasonRollingRequired,
-			fmt.Errorf("%d instances need a rolling push", len(a.Targets)))
-	}
-	reason := a.Reason
-	if g := grantNote(ctx); g != "" {
-		reason = strings.TrimSpace(reason + " [" + g + "]")
+	reason, err := a.reasonFor(ctx, NameConfigPush)
+	if err != nil {
+		return governance.Result{}, err
 	}
 	v, err := t.p.StartPush(ctx, fleet.PushSpec{Config: a.Config, Version: a.Version, Targets: a.Targets,
 		BatchSize: a.BatchSize, MaxFailPercent: a.MaxFailPercent, RequestedBy: a.RequestedBy, Reason: reason})
@@ -239,7 +285,7 @@ type pushStatusTool struct{ c pushController }
 
 func (t *pushStatusTool) Spec() governance.ToolSpec {
 	return governance.ToolSpec{Name: NamePushStatus, Action: governance.ActionRead, Risk: clawops.RiskLow,
-		Description: "Show a rolling config push (state, counts per state, batches done, failures), or the most recent pushes.",
+		Description: "Show a rolling push, of a config (gf_config_push) or of an OpenClaw image (gf_upgrade): state, counts per state, batches done, failures; or the most recent pushes.",
 		Schema:      schemaPushStatus}
 }
 
@@ -271,7 +317,7 @@ func (t *pushStatusTool) Plan(_ context.Context, _ clawops.Actor, args json.RawM
 
 func pushLine(v fleet.PushView) string {
 	s := fmt.Sprintf("push %d (%s) %s: %d/%d batches, %d applied, %d failed, %d skipped, %d pending",
-		v.ID, v.Version, v.State, v.BatchesDone, v.Batches, v.Counts[fleet.TargetApplied], v.Counts[fleet.TargetFailed],
+		v.ID, v.Label(), v.State, v.BatchesDone, v.Batches, v.Counts[fleet.TargetApplied], v.Counts[fleet.TargetFailed],
 		v.Counts[fleet.TargetSkipped], v.Counts[fleet.TargetPending]+v.Counts[fleet.TargetSending])
 	if v.StopReason != "" {
 		s += "; " + v.StopReason
@@ -311,7 +357,7 @@ type pushControlTool struct{ c pushController }
 
 func (t *pushControlTool) Spec() governance.ToolSpec {
 	return governance.ToolSpec{Name: NamePushControl, Action: governance.ActionConfigPush, Risk: clawops.RiskLow,
-		Description: "Pause, resume or abort a rolling config push. Pause and abort take effect before the next " +
+		Description: "Pause, resume or abort a rolling push (config or upgrade). Pause and abort take effect before the next " +
 			"instances; the ones in flight finish. Resume continues where it stopped.",
 		Schema: schemaPushControl}
 }
@@ -359,14 +405,18 @@ func (t *pushControlTool) Plan(ctx context.Context, actor clawops.Actor, args js
 		Reversible: action != "abort",
 		Effects:    []governance.Effect{{Kind: EffectDBUpdate, Target: fmt.Sprintf("push-%d", id), Detail: action}}}
 	pending := v.Counts[fleet.TargetPending]
+	change, done := "get the config", "configured"
+	if v.Kind == fleet.PushKindUpgrade {
+		change, done = "are upgraded", "upgraded"
+	}
 	switch action {
 	case "pause":
-		p.Summary = fmt.Sprintf("Pause push %d (%s) before its next instances; %d pending wait", id, v.Version, pending)
+		p.Summary = fmt.Sprintf("Pause push %d (%s) before its next instances; %d pending wait", id, v.Label(), pending)
 	case "resume":
 		p.UsersAffected = pending * fleet.UsersPerAccount
-		p.Summary = fmt.Sprintf("Resume push %d (%s): %d pending instances get the config, batch by batch", id, v.Version, pending)
+		p.Summary = fmt.Sprintf("Resume push %d (%s): %d pending instances %s, batch by batch", id, v.Label(), pending, change)
 	case "abort":
-		p.Summary = fmt.Sprintf("Abort push %d (%s): %d pending instances are skipped; the ones already configured keep it", id, v.Version, pending)
+		p.Summary = fmt.Sprintf("Abort push %d (%s): %d pending instances are skipped; the ones already %s keep it", id, v.Label(), pending, done)
 	}
 	return p, nil
 }

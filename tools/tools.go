@@ -38,7 +38,8 @@ var _ Fleet = (*fleet.Service)(nil)
 
 // All returns the catalog over f, in a stable order, ready for Gate.Register: the five
 // instance tools, then the operation tools (diagnose, heal, failover, provision, tier
-// resize, config push and its control, cost report, provider routing) that f supports —
+// resize, config push, upgrade and their control, cost report, provider routing) that f
+// supports —
 // *fleet.Service supports them all.
 func All(f Fleet) []governance.Tool { return AllWith(f, Options{}) }
 
