@@ -61,16 +61,14 @@ func binaries(t *testing.T) string {
 	return binDir
 }
 
-// fakeDocker writes a `docker` executable that appends its argv (one line per call,
-// arguments separated by tabs) to log, prints a few log lines for `logs` and the image
+// fakeDocker writes a `docker` executable that appends its argv (one line per call, in
+// one write, arguments separated by tabs) to log, prints a few log lines for `logs` and the image
 // the local provider's compose file names for `config --images`.
 func fakeDocker(t *testing.T, dir, log string) {
 	t.Helper()
 	script := `#!/bin/sh
-printf '%s' "$1" >> "` + log + `"
-shift
-for a in "$@"; do printf '\t%s' "$a" >> "` + log + `"; done
-printf '\n' >> "` + log + `"
+# One write per call: nodes run docker concurrently, and separate writes would interleave.
+(IFS="$(printf '\t')"; printf '%s\n' "$*") >> "` + log + `"
 case " $* " in
   *" logs "*) echo "openclaw  | gateway ready"; echo "openclaw  | health ok";;
   *" config --images "*) echo "openclaw:local";;
