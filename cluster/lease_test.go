@@ -121,33 +121,26 @@ func leaderOf(rs ...*replica) *replica {
 // PostgreSQL server at 127.0.0.1:5432 (two pools over one schema).
 func databases(t *testing.T, f func(t *testing.T, open func() *gorm.DB)) {
 	t.Run("sqlite", func(t *testing.T) {
-		dir := t.TempDir()
-		f(t, func() *gorm.DB {
-			db, err := store.Open(context.Background(), store.Options{DSN: filepath.Join(dir, "clawops.db")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { store.Close(db) })
-			if err := Migrate(db); err != nil {
-				t.Fatal(err)
-			}
-			return db
-		})
+		f(t, opener(t, store.Options{DSN: filepath.Join(t.TempDir(), "clawops.db")}))
 	})
 	t.Run("postgres", func(t *testing.T) {
-		dsn := pgtest.DSN(t, "cluster_test")
-		f(t, func() *gorm.DB {
-			db, err := store.Open(context.Background(), store.Options{Driver: "postgres", DSN: dsn})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { store.Close(db) })
-			if err := Migrate(db); err != nil {
-				t.Fatal(err)
-			}
-			return db
-		})
+		f(t, opener(t, store.Options{Driver: "postgres", DSN: pgtest.DSN(t, "cluster_test")}))
 	})
+}
+
+// opener returns a function that opens a new, migrated pool over the database of opts.
+func opener(t *testing.T, opts store.Options) func() *gorm.DB {
+	return func() *gorm.DB {
+		db, err := store.Open(context.Background(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close(db) })
+		if err := Migrate(db); err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
 }
 
 // TestOneLeaderAndHandover runs three replicas: exactly one leads; when it stops, it
