@@ -44,9 +44,13 @@ type logBuffer struct {
 	b  bytes.Buffer
 }
 
-func (l *logBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
-func (l *logBuffer) String() string               { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-func (l *logBuffer) logger() *slog.Logger         { return slog.New(slog.NewTextHandler(l, nil)) }
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *logBuffer) String() string       { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 // postedDBs are the databases the write-through store is tested on: a SQLite file always,
 // PostgreSQL when one answers on 127.0.0.1:5432.
