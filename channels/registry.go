@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 
+	"gorm.io/gorm"
+
 	"github.com/gatewayforge/clawops"
 )
 
@@ -37,6 +39,10 @@ type Env struct {
 	// keep state there (the WhatsApp session store).
 	SQL        *sql.DB
 	SQLDialect string
+	// DB is the same database through gorm, for the channels room's own tables (posted
+	// approval cards, see Migrate). Nil keeps posted cards in memory only: after a restart
+	// an update posts a fresh card.
+	DB *gorm.DB
 }
 
 // Approvals builds the approval-press handler from the environment's Resolver, Decider and

@@ -85,6 +85,7 @@ func (g *Gateway) wireChannels(mux *http.ServeMux, lookup func(string) (string, 
 		LookupEnv:  lookupEnv(lookup),
 		SQL:        sqlDB,
 		SQLDialect: g.db.Dialector.Name(),
+		DB:         g.db,
 	}
 	chans, err := BuildChannels(g.cfg, env)
 	if err != nil {

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/gatewayforge/clawops/channels/telegram/telegramtest"
+	"github.com/gatewayforge/clawops/config"
+	"github.com/gatewayforge/clawops/gateway"
+	"github.com/gatewayforge/clawops/store"
 )
 
 const (
@@ -155,5 +158,22 @@ func eventually(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestOpenStoreMigratesChannels checks that the store a gateway opens has the channels
+// room's table, where posted approval cards outlive a restart or a leader change.
+func TestOpenStoreMigratesChannels(t *testing.T) {
+	cfg, err := config.Load("", []string{"CLAWOPS_DATA_DIR=" + t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := gateway.OpenStore(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close(db)
+	if !db.Migrator().HasTable("channels_posted_cards") {
+		t.Error("channels_posted_cards: not created by OpenStore")
 	}
 }

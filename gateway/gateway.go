@@ -339,7 +339,7 @@ func openStore(ctx context.Context, cfg *config.Config, backgroundCheckpoint boo
 	err = store.Migrate(ctx, db, func(db *gorm.DB) error {
 		for name, migrate := range map[string]func(*gorm.DB) error{
 			"clawnode": clawnode.Migrate, "fleet": fleet.Migrate,
-			"governance": governance.Migrate, "agents": agents.Migrate, "cluster": cluster.Migrate,
+			"governance": governance.Migrate, "agents": agents.Migrate, "cluster": cluster.Migrate, "channels": channels.Migrate,
 		} {
 			if err := migrate(db); err != nil {
 				return fmt.Errorf("migrate %s: %w", name, err)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"gorm.io/gorm"
 
 	"github.com/gatewayforge/clawops"
 	"github.com/gatewayforge/clawops/channels"
@@ -37,7 +38,10 @@ type People struct {
 }
 
 // Fixture is a real gate with its audit log, a directory and the tool, wired for one channel.
+// DB is the gate's SQLite database, with the channels room's tables migrated too: give it to
+// two adapters in turn to play a gateway restart.
 type Fixture struct {
+	DB        *gorm.DB
 	Gate      *governance.Gate
 	Audit     *governance.AuditLog
 	Directory *channels.Directory
@@ -60,7 +64,10 @@ func New(t testing.TB, channel string, people People) *Fixture {
 	if err := governance.Migrate(db); err != nil {
 		t.Fatal(err)
 	}
-	f := &Fixture{Channel: channel, People: people, Logger: Logger(t), Tool: &Tool{}}
+	if err := channels.Migrate(db); err != nil {
+		t.Fatal(err)
+	}
+	f := &Fixture{DB: db, Channel: channel, People: people, Logger: Logger(t), Tool: &Tool{}}
 	f.Gate, err = governance.NewGate(governance.GateOptions{DB: db, Logger: f.Logger.With("room", "gate"),
 		Notifier: &f.notifier})
 	if err != nil {
@@ -81,7 +88,7 @@ func New(t testing.TB, channel string, people People) *Fixture {
 
 // Env returns a channels.Env wired to the fixture (Deliver is left to the caller).
 func (f *Fixture) Env() channels.Env {
-	return channels.Env{Logger: f.Logger, Resolver: f.Directory, Decider: f.Gate, Auditor: f.Audit}
+	return channels.Env{Logger: f.Logger, Resolver: f.Directory, Decider: f.Gate, Auditor: f.Audit, DB: f.DB}
 }
 
 // Approvals returns the press handler over the fixture's directory, gate and audit log.

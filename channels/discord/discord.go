@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bwmarrin/discordgo"
+	"gorm.io/gorm"
 
 	"github.com/gatewayforge/clawops"
 	"github.com/gatewayforge/clawops/channels"
@@ -57,6 +58,9 @@ type Options struct {
 	Approvals        *channels.Approvals
 	Clock            clawops.Clock
 	Logger           *slog.Logger
+	// DB keeps posted approval cards across restarts (channels.Env.DB); nil keeps them in
+	// memory.
+	DB *gorm.DB
 }
 
 // Adapter is one Discord bot.
@@ -81,9 +85,18 @@ type Adapter struct {
 	cards  *channels.PostedCards[cardRef]
 }
 
+// cardRef is where a card was posted: the channel and the message id.
 type cardRef struct {
-	Channel string
-	Message string
+	Channel string `json:"channel"`
+	Message string `json:"message"`
+}
+
+// checkRef refuses a stored card reference without a channel or a message id.
+func checkRef(r cardRef) error {
+	if r.Channel == "" || r.Message == "" {
+		return fmt.Errorf("channel %q, message %q: both are needed", r.Channel, r.Message)
+	}
+	return nil
 }
 
 var (
@@ -127,7 +140,9 @@ func New(o Options) (*Adapter, error) {
 	s.SyncEvents = true // READY is handled before the messages that follow it; handlers only queue work
 	s.Identify.Intents = discordgo.IntentsGuildMessages | discordgo.IntentsDirectMessages | discordgo.IntentMessageContent
 	a := &Adapter{name: o.Name, opts: o, s: s, outbox: channels.NewOutbox(o.Outbox), deliver: o.Deliver,
-		approve: o.Approvals, log: o.Logger, work: make(chan struct{}, 16), stop: make(chan struct{}), cards: channels.NewPostedCards[cardRef](1000)}
+		approve: o.Approvals, log: o.Logger, work: make(chan struct{}, 16), stop: make(chan struct{})}
+	a.cards = channels.NewPostedCards(channels.PostedCardsOptions[cardRef]{Channel: o.Name, DB: o.DB,
+		Clock: o.Clock, Logger: o.Logger, Check: checkRef})
 	s.AddHandler(func(_ *discordgo.Session, r *discordgo.Ready) {
 		if r.User != nil {
 			a.selfMu.Lock()
@@ -158,7 +173,7 @@ func Factory(env channels.Env, raw json.RawMessage) (channels.Channel, error) {
 		return nil, err
 	}
 	return New(Options{Name: s.Name, Token: token, ApprovalsChannel: s.ApprovalsChannel, OperatorChannel: s.OperatorChannel,
-		Outbox: ob, Deliver: env.Deliver, Approvals: env.Approvals(), Clock: env.Clock, Logger: env.Logger})
+		Outbox: ob, Deliver: env.Deliver, Approvals: env.Approvals(), Clock: env.Clock, Logger: env.Logger, DB: env.DB})
 }
 
 // Name returns the channel name.

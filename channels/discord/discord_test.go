@@ -48,7 +48,7 @@ func start(t *testing.T) *rig {
 	d.SetAuditor(r.fx.Audit, nil)
 	a, err := discord.New(discord.Options{Token: token, HTTPClient: r.dc.client(), ApprovalsChannel: approvalsChannel,
 		OperatorChannel: opsChannel, Deliver: d.Deliver, Approvals: r.fx.Approvals(), Logger: r.fx.Logger,
-		Outbox: channels.OutboxOptions{Sleep: (&channelstest.FakeSleep{}).Sleep}})
+		Outbox: channels.OutboxOptions{Sleep: (&channelstest.FakeSleep{}).Sleep}, DB: r.fx.DB})
 	if err != nil {
 		t.Fatal(err)
 	}

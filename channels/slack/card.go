@@ -91,7 +91,7 @@ func (a *Adapter) PostCard(ctx context.Context, card governance.Card) error {
 	}
 	a.cardMu.Lock()
 	defer a.cardMu.Unlock()
-	prev, ok := a.cards.Get(card.ApprovalID)
+	prev, ok := a.cards.Get(ctx, card.ApprovalID)
 	notice := ""
 	if ok && prev.Card.State == card.State {
 		notice = prev.Notice
@@ -114,7 +114,7 @@ func (a *Adapter) showCard(ctx context.Context, card governance.Card, notice str
 		}
 		ref = cardRef{Channel: a.opts.ApprovalsChannel, TS: ts}
 	}
-	a.cards.Put(card.ApprovalID, channels.PostedCard[cardRef]{Ref: ref, Card: card, Notice: notice})
+	a.cards.Put(ctx, card.ApprovalID, channels.PostedCard[cardRef]{Ref: ref, Card: card, Notice: notice})
 	return nil
 }
 
@@ -122,7 +122,7 @@ func (a *Adapter) showCard(ctx context.Context, card governance.Card, notice str
 func (a *Adapter) noteOnCard(ctx context.Context, approvalID, notice string) {
 	a.cardMu.Lock()
 	defer a.cardMu.Unlock()
-	prev, ok := a.cards.Get(approvalID)
+	prev, ok := a.cards.Get(ctx, approvalID)
 	if !ok {
 		return
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/slack-go/slack"
+	"gorm.io/gorm"
 
 	"github.com/gatewayforge/clawops"
 	"github.com/gatewayforge/clawops/channels"
@@ -75,6 +76,9 @@ type Options struct {
 	Approvals        *channels.Approvals
 	Clock            clawops.Clock
 	Logger           *slog.Logger
+	// DB keeps posted approval cards across restarts (channels.Env.DB); nil keeps them in
+	// memory.
+	DB *gorm.DB
 }
 
 // Adapter is one Slack app in one workspace.
@@ -97,9 +101,18 @@ type Adapter struct {
 	cards  *channels.PostedCards[cardRef]
 }
 
+// cardRef is where a card was posted: the channel and the message's timestamp.
 type cardRef struct {
-	Channel string
-	TS      string
+	Channel string `json:"channel"`
+	TS      string `json:"ts"`
+}
+
+// checkRef refuses a stored card reference without a channel or a timestamp.
+func checkRef(r cardRef) error {
+	if r.Channel == "" || r.TS == "" {
+		return fmt.Errorf("channel %q, ts %q: both are needed", r.Channel, r.TS)
+	}
+	return nil
 }
 
 var (
@@ -158,7 +171,9 @@ func New(o Options) (*Adapter, error) {
 	}
 	a := &Adapter{name: o.Name, opts: o, api: slack.New(o.BotToken, opts...), outbox: channels.NewOutbox(o.Outbox),
 		deliver: o.Deliver, approve: o.Approvals, log: o.Logger, work: make(chan struct{}, 16),
-		seen: newRecentIDs(1024), cards: channels.NewPostedCards[cardRef](1000)}
+		seen: newRecentIDs(1024)}
+	a.cards = channels.NewPostedCards(channels.PostedCardsOptions[cardRef]{Channel: o.Name, DB: o.DB,
+		Clock: o.Clock, Logger: o.Logger, Check: checkRef})
 	if o.ApprovalsChannel == "" {
 		a.log.Info("slack: no approvals_channel configured; approval cards are not posted here")
 	}
@@ -172,7 +187,8 @@ func Factory(env channels.Env, raw json.RawMessage) (channels.Channel, error) {
 		return nil, err
 	}
 	o := Options{Name: s.Name, Mode: s.Mode, APIURL: s.APIURL, ApprovalsChannel: s.ApprovalsChannel,
-		OperatorChannel: s.OperatorChannel, Deliver: env.Deliver, Approvals: env.Approvals(), Clock: env.Clock, Logger: env.Logger}
+		OperatorChannel: s.OperatorChannel, Deliver: env.Deliver, Approvals: env.Approvals(), Clock: env.Clock, Logger: env.Logger,
+		DB: env.DB}
 	var err error
 	if o.BotToken, err = env.Secret("bot_token", s.BotToken); err != nil {
 		return nil, err

@@ -39,16 +39,26 @@ type rig struct {
 	fx    *channelstest.Fixture
 	slack *fakeSlack
 	a     *chslack.Adapter
+	stop  func() // stops the adapter launched last
 }
 
 func start(t *testing.T, mode string, edit ...func(*rig, *chslack.Options)) *rig {
 	t.Helper()
 	r := &rig{fx: channelstest.New(t, "slack", people), slack: newFakeSlack(t)}
+	r.launch(t, mode, edit...)
+	return r
+}
+
+// launch builds and runs a new adapter over r's gate, database and fake Slack, as a gateway
+// (re)starting does; r.stop stops it.
+func (r *rig) launch(t *testing.T, mode string, edit ...func(*rig, *chslack.Options)) {
+	t.Helper()
 	d := channels.NewDispatcher(r.fx.Directory, channelstest.Echo{}, r.fx.Logger)
 	d.SetAuditor(r.fx.Audit, nil)
 	o := chslack.Options{BotToken: botToken, AppToken: appToken, SigningSecret: signingSecret, Mode: mode,
 		APIURL: r.slack.apiURL(), ApprovalsChannel: approvals, OperatorChannel: "COPS", Deliver: d.Deliver,
-		Approvals: r.fx.Approvals(), Logger: r.fx.Logger, Outbox: channels.OutboxOptions{Sleep: (&channelstest.FakeSleep{}).Sleep}}
+		Approvals: r.fx.Approvals(), Logger: r.fx.Logger, Outbox: channels.OutboxOptions{Sleep: (&channelstest.FakeSleep{}).Sleep},
+		DB: r.fx.DB}
 	for _, e := range edit {
 		e(r, &o)
 	}
@@ -65,8 +75,8 @@ func start(t *testing.T, mode string, edit ...func(*rig, *chslack.Options)) *rig
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = n.Run(ctx) }()
 	go func() { defer wg.Done(); _ = a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return r
+	r.stop = func() { cancel(); wg.Wait() }
+	t.Cleanup(r.stop)
 }
 
 func TestSocketModeMessageInReplyOut(t *testing.T) {

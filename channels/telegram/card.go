@@ -78,7 +78,7 @@ func (a *Adapter) PostCard(ctx context.Context, card governance.Card) error {
 	}
 	a.cardMu.Lock()
 	defer a.cardMu.Unlock()
-	prev, ok := a.cards.Get(card.ApprovalID)
+	prev, ok := a.cards.Get(ctx, card.ApprovalID)
 	notice := ""
 	if ok && prev.Card.State == card.State {
 		notice = prev.Notice
@@ -87,17 +87,17 @@ func (a *Adapter) PostCard(ctx context.Context, card governance.Card) error {
 }
 
 // showCard sends or edits the card; the caller holds cardMu.
-func (a *Adapter) showCard(ctx context.Context, card governance.Card, notice string, ref int, posted bool) error {
+func (a *Adapter) showCard(ctx context.Context, card governance.Card, notice string, ref cardRef, posted bool) error {
 	text, kb := RenderCard(card, notice)
 	chat := a.opts.ApprovalsChat
 	key := strconv.FormatInt(chat, 10)
 	if posted {
-		edit := tgbotapi.NewEditMessageTextAndMarkup(chat, ref, text, kb)
+		edit := tgbotapi.NewEditMessageTextAndMarkup(ref.Chat, ref.Message, text, kb)
 		edit.ParseMode = tgbotapi.ModeHTML
 		if _, err := a.sendMessage(ctx, key, edit); err != nil && !notModified(err) {
 			return fmt.Errorf("telegram: update card %s: %w", card.ApprovalID, err)
 		}
-		a.cards.Put(card.ApprovalID, channels.PostedCard[int]{Ref: ref, Card: card, Notice: notice})
+		a.cards.Put(ctx, card.ApprovalID, channels.PostedCard[cardRef]{Ref: ref, Card: card, Notice: notice})
 		return nil
 	}
 	msg := tgbotapi.NewMessage(chat, text)
@@ -109,7 +109,7 @@ func (a *Adapter) showCard(ctx context.Context, card governance.Card, notice str
 	if err != nil {
 		return fmt.Errorf("telegram: post card %s: %w", card.ApprovalID, err)
 	}
-	a.cards.Put(card.ApprovalID, channels.PostedCard[int]{Ref: m.MessageID, Card: card, Notice: notice})
+	a.cards.Put(ctx, card.ApprovalID, channels.PostedCard[cardRef]{Ref: cardRef{Chat: chat, Message: m.MessageID}, Card: card, Notice: notice})
 	return nil
 }
 
@@ -117,13 +117,24 @@ func (a *Adapter) showCard(ctx context.Context, card governance.Card, notice str
 func (a *Adapter) noteOnCard(ctx context.Context, approvalID, notice string) {
 	a.cardMu.Lock()
 	defer a.cardMu.Unlock()
-	prev, ok := a.cards.Get(approvalID)
+	prev, ok := a.cards.Get(ctx, approvalID)
 	if !ok {
 		return
 	}
 	if err := a.showCard(ctx, prev.Card, notice, prev.Ref, true); err != nil {
 		a.log.WarnContext(ctx, "telegram: show notice on card", "approval", approvalID, "err", err)
 	}
+}
+
+// checkRef accepts a stored card reference only in the approvals chat configured now.
+func (a *Adapter) checkRef(r cardRef) error {
+	if r.Message <= 0 {
+		return fmt.Errorf("message id %d", r.Message)
+	}
+	if r.Chat != a.opts.ApprovalsChat {
+		return fmt.Errorf("posted in chat %d, approvals_chat is now %d", r.Chat, a.opts.ApprovalsChat)
+	}
+	return nil
 }
 
 // notModified is Telegram's answer to an edit that changes nothing; it is not a failure.

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
+	"gorm.io/gorm"
 
 	"github.com/gatewayforge/clawops"
 	"github.com/gatewayforge/clawops/channels"
@@ -85,6 +86,9 @@ type Options struct {
 	Approvals     *channels.Approvals
 	Clock         clawops.Clock
 	Logger        *slog.Logger
+	// DB keeps posted approval cards across restarts (channels.Env.DB); nil keeps them in
+	// memory.
+	DB *gorm.DB
 }
 
 // Adapter is one Telegram bot.
@@ -105,7 +109,14 @@ type Adapter struct {
 	running sync.WaitGroup
 
 	cardMu sync.Mutex
-	cards  *channels.PostedCards[int]
+	cards  *channels.PostedCards[cardRef]
+}
+
+// cardRef is where a card was posted. The chat is kept so that a card posted before
+// approvals_chat changed is never "edited" by its message id in the new chat.
+type cardRef struct {
+	Chat    int64 `json:"chat"`
+	Message int   `json:"message"`
 }
 
 var (
@@ -169,7 +180,9 @@ func New(o Options) (*Adapter, error) {
 	}
 	a := &Adapter{name: o.Name, token: o.Token, opts: o, stop: make(chan struct{}),
 		outbox: channels.NewOutbox(o.Outbox), deliver: o.Deliver, approve: o.Approvals, log: o.Logger,
-		clock: clawops.ClockOrSystem(o.Clock), work: make(chan struct{}, 16), cards: channels.NewPostedCards[int](1000)}
+		clock: clawops.ClockOrSystem(o.Clock), work: make(chan struct{}, 16)}
+	a.cards = channels.NewPostedCards(channels.PostedCardsOptions[cardRef]{Channel: o.Name, DB: o.DB,
+		Clock: o.Clock, Logger: o.Logger, Check: a.checkRef})
 	a.send = newBot(o.Token, o.APIEndpoint, o.HTTPClient)
 	pollClient := *o.HTTPClient
 	pollClient.Timeout = o.PollTimeout + 15*time.Second
@@ -210,7 +223,7 @@ func Factory(env channels.Env, raw json.RawMessage) (channels.Channel, error) {
 	}
 	return New(Options{Name: s.Name, Token: token, APIEndpoint: s.APIEndpoint, ApprovalsChat: s.ApprovalsChat,
 		Mode: s.Mode, PollTimeout: time.Duration(s.PollTimeout), WebhookURL: s.WebhookURL, WebhookSecret: secret,
-		Outbox: ob, Deliver: env.Deliver, Approvals: env.Approvals(), Clock: env.Clock, Logger: env.Logger})
+		Outbox: ob, Deliver: env.Deliver, Approvals: env.Approvals(), Clock: env.Clock, Logger: env.Logger, DB: env.DB})
 }
 
 // Name returns the channel name.

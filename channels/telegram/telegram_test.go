@@ -36,6 +36,7 @@ type rig struct {
 	bot   *fakeBot
 	a     *telegram.Adapter
 	sleep *channelstest.FakeSleep
+	stop  func() // stops the adapter launched last
 }
 
 // start runs an adapter against a fake Bot API, wired to a real gate through a Dispatcher
@@ -43,11 +44,19 @@ type rig struct {
 func start(t *testing.T, edit func(*telegram.Options)) *rig {
 	t.Helper()
 	r := &rig{fx: channelstest.New(t, "telegram", people), bot: newFakeBot(t, token), sleep: &channelstest.FakeSleep{}}
+	r.launch(t, edit)
+	return r
+}
+
+// launch builds and runs a new adapter over r's gate, database and fake Bot API, as a
+// gateway (re)starting does; r.stop stops it.
+func (r *rig) launch(t *testing.T, edit func(*telegram.Options)) {
+	t.Helper()
 	d := channels.NewDispatcher(r.fx.Directory, channelstest.Echo{}, r.fx.Logger)
 	d.SetAuditor(r.fx.Audit, nil)
 	o := telegram.Options{Token: token, APIEndpoint: r.bot.endpoint(), ApprovalsChat: approvalsChat,
 		PollTimeout: time.Second, Deliver: d.Deliver, Approvals: r.fx.Approvals(), Logger: r.fx.Logger,
-		Outbox: channels.OutboxOptions{Sleep: r.sleep.Sleep}}
+		Outbox: channels.OutboxOptions{Sleep: r.sleep.Sleep}, DB: r.fx.DB}
 	if edit != nil {
 		edit(&o)
 	}
@@ -69,8 +78,8 @@ func start(t *testing.T, edit func(*telegram.Options)) *rig {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return r
+	r.stop = func() { cancel(); wg.Wait() }
+	t.Cleanup(r.stop)
 }
 
 func TestMessageInReplyOut(t *testing.T) {

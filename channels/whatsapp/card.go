@@ -68,7 +68,7 @@ func (a *Adapter) PostCard(ctx context.Context, card governance.Card) error {
 	if len(a.approvers) == 0 {
 		return nil
 	}
-	prev, posted := a.cards.Get(card.ApprovalID)
+	prev, posted := a.cards.Get(ctx, card.ApprovalID)
 	if posted && prev.Card.State == card.State {
 		return nil
 	}
@@ -81,7 +81,7 @@ func (a *Adapter) PostCard(ctx context.Context, card governance.Card) error {
 		a.codes.Delete(code) // two live approvals share a short code: only full ids work for them
 		a.log.WarnContext(ctx, "whatsapp: short code collision; use the full approval id", "code", code)
 	}
-	a.cards.Put(card.ApprovalID, channels.PostedCard[string]{Ref: code, Card: card})
+	a.cards.Put(ctx, card.ApprovalID, channels.PostedCard[string]{Ref: code, Card: card})
 	var errs []error
 	for _, to := range a.approvers {
 		if err := a.sendMessage(ctx, to, &waE2E.Message{Conversation: proto.String(text)}); err != nil {

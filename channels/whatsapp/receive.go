@@ -71,6 +71,8 @@ func (a *Adapter) handleReply(ctx context.Context, sender, verb, code, reason st
 	id := code
 	if v, ok := a.codes.Load(strings.ToLower(code)); ok {
 		id = v.(string)
+	} else if found, ok := a.cards.Find(ctx, strings.ToLower(code)); ok {
+		id = found // a card sent before a restart, or by the previous leader
 	}
 	choice := channels.ChoiceApprove
 	if verb == "deny" {

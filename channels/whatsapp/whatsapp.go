@@ -26,6 +26,7 @@ import (
 	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/types"
 	"google.golang.org/protobuf/proto"
+	"gorm.io/gorm"
 
 	"github.com/gatewayforge/clawops"
 	"github.com/gatewayforge/clawops/channels"
@@ -72,6 +73,9 @@ type Options struct {
 	Auditor   channels.Auditor // unknown senders whose number cannot be read
 	Clock     clawops.Clock
 	Logger    *slog.Logger
+	// DB keeps the cards sent (and their reply codes) across restarts (channels.Env.DB);
+	// nil keeps them in memory.
+	DB *gorm.DB
 
 	// Session, when set, is connected by Run (pairing first if needed) and checked by
 	// Check; PairOutput receives the terminal QR code while pairing.
@@ -136,8 +140,9 @@ func New(o Options) (*Adapter, error) {
 	}
 	a := &Adapter{name: o.Name, opts: o, client: o.Client, outbox: channels.NewOutbox(o.Outbox), deliver: o.Deliver,
 		approve: o.Approvals, unknown: channels.NewUnknownAudit(o.Auditor, o.Clock, o.Logger), log: o.Logger,
-		clock: clawops.ClockOrSystem(o.Clock), work: make(chan struct{}, 16), stop: make(chan struct{}),
-		cards: channels.NewPostedCards[string](1000)}
+		clock: clawops.ClockOrSystem(o.Clock), work: make(chan struct{}, 16), stop: make(chan struct{})}
+	a.cards = channels.NewPostedCards(channels.PostedCardsOptions[string]{Channel: o.Name, DB: o.DB,
+		Clock: o.Clock, Logger: o.Logger})
 	for i, n := range o.Approvers {
 		jid, err := JIDFromE164(n)
 		if err != nil {
@@ -185,7 +190,7 @@ func Factory(env channels.Env, raw json.RawMessage) (channels.Channel, error) {
 		return nil, err
 	}
 	return New(Options{Name: s.Name, Client: sess.Client(), Approvers: s.Approvers, Outbox: ob, Deliver: env.Deliver,
-		Approvals: env.Approvals(), Auditor: env.Auditor, Clock: env.Clock, Logger: env.Logger, Session: sess, PairOutput: out})
+		Approvals: env.Approvals(), Auditor: env.Auditor, Clock: env.Clock, Logger: env.Logger, Session: sess, PairOutput: out, DB: env.DB})
 }
 
 // Name returns the channel name.

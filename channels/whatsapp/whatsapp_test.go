@@ -113,23 +113,32 @@ type rig struct {
 	client *recClient
 	wa     *whatsmeow.Client // the real client events come through
 	a      *whatsapp.Adapter
+	stop   func() // stops the adapter launched last
 }
 
 func start(t *testing.T) *rig {
 	t.Helper()
 	r := &rig{fx: channelstest.New(t, "whatsapp", people), client: &recClient{}}
+	r.wa = openSession(t, filepath.Join(t.TempDir(), "wa.db")).Client()
+	r.launch(t)
+	return r
+}
+
+// launch builds and runs a new adapter over r's gate, database and client, as a gateway
+// (re)starting does; r.stop stops it and takes it off the event stream.
+func (r *rig) launch(t *testing.T) {
+	t.Helper()
 	d := channels.NewDispatcher(r.fx.Directory, channelstest.Echo{}, r.fx.Logger)
 	d.SetAuditor(r.fx.Audit, nil)
 	a, err := whatsapp.New(whatsapp.Options{Client: r.client, Approvers: []string{bob}, Deliver: d.Deliver,
 		Approvals: r.fx.Approvals(), Auditor: r.fx.Audit, Logger: r.fx.Logger,
-		Outbox: channels.OutboxOptions{Sleep: (&channelstest.FakeSleep{}).Sleep}})
+		Outbox: channels.OutboxOptions{Sleep: (&channelstest.FakeSleep{}).Sleep}, DB: r.fx.DB})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.a = a
 	d.Attach(a)
-	r.wa = openSession(t, filepath.Join(t.TempDir(), "wa.db")).Client()
-	r.wa.AddEventHandler(a.HandleEvent)
+	handler := r.wa.AddEventHandler(a.HandleEvent)
 	n := channels.NewNotifier(channels.NotifierOptions{Channels: []channels.Channel{a}, Logger: r.fx.Logger})
 	r.fx.NotifyTo(n)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -137,8 +146,8 @@ func start(t *testing.T) *rig {
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = n.Run(ctx) }()
 	go func() { defer wg.Done(); _ = a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return r
+	r.stop = func() { r.wa.RemoveEventHandler(handler); cancel(); wg.Wait() }
+	t.Cleanup(r.stop)
 }
 
 var nextID int
