@@ -92,6 +92,9 @@ type Elector struct {
 	mu     sync.Mutex
 	status Status
 	change chan struct{} // closed and replaced on every status change
+
+	ready     chan struct{} // closed after the first round of the campaign
+	readyOnce sync.Once
 }
 
 // New returns an Elector for opts over db, whose lease table must be migrated.
@@ -119,7 +122,7 @@ func New(db *gorm.DB, opts Options) (*Elector, error) {
 		return nil, fmt.Errorf("cluster: nonce: %w", err)
 	}
 	e := &Elector{db: db, opts: opts, log: opts.Logger, change: make(chan struct{}),
-		status: Status{Replica: opts.ID}, nonce: hex.EncodeToString(n[:])}
+		status: Status{Replica: opts.ID}, nonce: hex.EncodeToString(n[:]), ready: make(chan struct{})}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -140,6 +143,10 @@ func (e *Elector) Status() Status {
 	defer e.mu.Unlock()
 	return e.status
 }
+
+// Ready returns a channel closed once Run has finished its first attempt to take the
+// lease, won or not: from then on Status says who leads, as far as the database told.
+func (e *Elector) Ready() <-chan struct{} { return e.ready }
 
 // Changed returns a channel closed at the next status change.
 func (e *Elector) Changed() <-chan struct{} {
@@ -178,6 +185,7 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context) error)
 	}
 	for {
 		won, until := e.tryAcquire(ctx, time.Time{}, false)
+		e.readyOnce.Do(func() { close(e.ready) })
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -158,6 +158,11 @@ func TestOneLeaderAndHandover(t *testing.T) {
 		waitFor(t, "b and c to see a", func() bool {
 			return b.el.Status().Holder == "a" && c.el.Status().Holder == "a" && b.el.Status().Addr == "http://a"
 		})
+		select {
+		case <-c.el.Ready(): // a follower is ready too: it knows who leads
+		case <-time.After(30 * time.Second):
+			t.Fatal("c never ready")
+		}
 		if b.el.Status().Leader || c.el.Status().Leader {
 			t.Fatalf("b %+v c %+v: want followers", b.el.Status(), c.el.Status())
 		}

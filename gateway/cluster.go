@@ -110,24 +110,22 @@ func (g *Gateway) routeToLeader(next http.Handler) http.Handler {
 	})
 }
 
-// knownLeader waits, up to leaderWait, until this replica knows who leads.
+// knownLeader returns what this replica knows of the lease; a request that arrives
+// before the first lease round has finished (at start) waits for it, up to leaderWait.
+// Later requests never wait: they are forwarded, served, or refused at once.
 func (g *Gateway) knownLeader(ctx context.Context) cluster.Status {
-	deadline := time.NewTimer(leaderWait)
-	defer deadline.Stop()
-	for {
-		changed := g.elector.Changed()
-		st := g.elector.Status()
-		if st.Leader || st.Holder != "" {
-			return st
-		}
+	select {
+	case <-g.elector.Ready():
+	default:
+		t := time.NewTimer(leaderWait)
+		defer t.Stop()
 		select {
-		case <-changed:
-		case <-deadline.C:
-			return st
+		case <-g.elector.Ready():
+		case <-t.C:
 		case <-ctx.Done():
-			return st
 		}
 	}
+	return g.elector.Status()
 }
 
 // proxy returns the reverse proxy to the replica at addr, built once per address.
