@@ -55,18 +55,22 @@ const ForgeProvisionLimit = 5
 //   - Ledger, Triage, Forge, Briefer: every cell not named alone or needs approval is never.
 //     In particular only the Commander upgrades and pushes config, and only the Commander
 //     and the Briefer send messages.
+//   - Halt (pause or abort a rolling push), an action the design table does not name:
+//     the Commander and the Guardian alone, because stopping a change must never wait for
+//     a second person; resuming one is a config push again.
 func DefaultRoles() RoleTable {
 	alone := Rule{Mode: Alone}
 	ask := Rule{Mode: WithApproval}
 	return RoleTable{
 		clawops.Commander: {
 			ActionRead: alone, ActionRecommend: alone, ActionHeal: alone, ActionRestart: alone,
-			ActionUpgrade: alone, ActionSendMessage: alone,
+			ActionUpgrade: alone, ActionSendMessage: alone, ActionHalt: alone,
 			ActionTierChange: ask, ActionTeardown: ask, ActionConfigPush: ask,
 			ActionProvision: ask, ActionFailover: ask,
 		},
 		clawops.Guardian: {
 			ActionRead: alone, ActionHeal: alone, ActionRestart: alone, ActionFailover: alone,
+			ActionHalt: alone,
 		},
 		clawops.Ledger: {
 			ActionRead: alone, ActionRecommend: alone,
@@ -170,7 +174,7 @@ func (t RoleTable) permit(actor clawops.Actor, action Action) (Rule, error) {
 func AllActions() []Action {
 	return []Action{
 		ActionRead, ActionRecommend, ActionRestart, ActionHeal, ActionUpgrade, ActionFailover,
-		ActionProvision, ActionTeardown, ActionTierChange, ActionConfigPush, ActionSendMessage,
+		ActionProvision, ActionTeardown, ActionTierChange, ActionConfigPush, ActionSendMessage, ActionHalt,
 	}
 }
 

@@ -13,19 +13,19 @@ func TestDefaultRolesEveryCell(t *testing.T) {
 		N = Never
 	)
 	// Columns: read recommend restart heal upgrade failover provision teardown tier_change
-	// config_push send_message (the order of AllActions).
-	want := map[clawops.AgentRole][11]Mode{
-		clawops.Commander: {A, A, A, A, A, Q, Q, Q, Q, Q, A},
-		clawops.Guardian:  {A, N, A, A, N, A, N, N, N, N, N},
-		clawops.Ledger:    {A, A, N, N, N, N, N, N, Q, N, N},
-		clawops.Triage:    {A, N, N, N, N, N, N, N, N, N, N},
-		clawops.Forge:     {A, N, N, N, N, N, A, Q, Q, N, N},
-		clawops.Briefer:   {A, N, N, N, N, N, N, N, N, N, A},
+	// config_push send_message halt (the order of AllActions).
+	want := map[clawops.AgentRole][12]Mode{
+		clawops.Commander: {A, A, A, A, A, Q, Q, Q, Q, Q, A, A},
+		clawops.Guardian:  {A, N, A, A, N, A, N, N, N, N, N, A},
+		clawops.Ledger:    {A, A, N, N, N, N, N, N, Q, N, N, N},
+		clawops.Triage:    {A, N, N, N, N, N, N, N, N, N, N, N},
+		clawops.Forge:     {A, N, N, N, N, N, A, Q, Q, N, N, N},
+		clawops.Briefer:   {A, N, N, N, N, N, N, N, N, N, A, N},
 	}
 	roles := DefaultRoles()
 	actions := AllActions()
-	if len(actions) != 11 {
-		t.Fatalf("actions: got %d, want 11", len(actions))
+	if len(actions) != 12 {
+		t.Fatalf("actions: got %d, want 12", len(actions))
 	}
 	for _, agent := range clawops.AgentRoles {
 		for i, action := range actions {

@@ -30,6 +30,9 @@ const (
 	ActionTierChange  Action = "tier_change"
 	ActionConfigPush  Action = "config_push"
 	ActionSendMessage Action = "send_message"
+	// ActionHalt stops a change in progress (pauses or aborts a rolling push). It never
+	// starts or widens one, so those who watch the fleet may take it alone.
+	ActionHalt Action = "halt"
 )
 
 // ToolSpec describes a tool to the gate, to the LLM (name, description, JSON schema) and to

@@ -58,7 +58,8 @@ func FuzzOpsPlans(f *testing.F) {
 		NameConfigPush:         {`{"config":{"b":1,"a":[2,{"d":3,"c":4}]},"targets":"all_active"}`, `{"config":{},"targets":["acct000-pri"],"rolling":false,"version":"v9"}`},
 		NameCostReport:         {`{}`, `{"days":7}`},
 		NameProviderRoutingSet: {`{"policy":{"groups":{"eu":{"primary":[{"provider":"vultr","region":"ams"}],"standby":[{"provider":"hetzner","region":"fsn1"}]}},"avoid_below_score":70},"reason":"slow"}`},
-		NamePushControl:        {`{"push":1,"action":"pause"}`},
+		NamePushControl:        {`{"push":1,"action":"pause"}`, `{"push":1,"action":"resume"}`},
+		NamePushResume:         {`{"push":1}`, `{"push":1,"reason":"fixed"}`},
 	}
 	for name, args := range seeds {
 		for _, a := range args {

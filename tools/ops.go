@@ -23,6 +23,7 @@ const (
 	NameConfigPush         = "gf_config_push"
 	NamePushStatus         = "gf_push_status"
 	NamePushControl        = "gf_push_control"
+	NamePushResume         = "gf_push_resume"
 	NameUpgrade            = "gf_upgrade"
 	NameCostReport         = "gf_cost_report"
 	NameProviderRouting    = "gf_provider_routing"
@@ -138,7 +139,7 @@ func operationTools(f Fleet, o Options) []governance.Tool {
 		out = append(out, &upgradeTool{f, u})
 	}
 	if c, ok := f.(pushController); ok {
-		out = append(out, &pushStatusTool{c}, &pushControlTool{c})
+		out = append(out, &pushStatusTool{c}, &pushControlTool{c: c}, &pushControlTool{c: c, resume: true})
 	}
 	if c, ok := f.(coster); ok {
 		out = append(out, &costTool{c})

@@ -37,8 +37,12 @@ var (
 	}, nil)
 	schemaPushControl = schema(map[string]any{
 		"push":   map[string]any{"type": "integer", "minimum": 1},
-		"action": map[string]any{"type": "string", "enum": []string{"pause", "resume", "abort"}},
+		"action": map[string]any{"type": "string", "enum": []string{"pause", "abort"}},
 	}, []string{"push", "action"})
+	schemaPushResume = schema(map[string]any{
+		"push":   map[string]any{"type": "integer", "minimum": 1},
+		"reason": reasonProp,
+	}, []string{"push"})
 )
 
 // rolloutProps adds to props the arguments every rolling push takes: targets, rolling,
@@ -69,7 +73,7 @@ func (t *configPushTool) Spec() governance.ToolSpec {
 	return governance.ToolSpec{Name: NameConfigPush, Action: governance.ActionConfigPush, Risk: clawops.RiskMedium,
 		Description: "Push an OpenClaw config to instances as a rolling push: batches (default 50), each validated " +
 			"(config version and health) before the next, stopping when more than max_fail_percent failed; the node " +
-			"rolls back a config that fails its health check. Pause, resume or abort with gf_push_control. A push " +
+			"rolls back a config that fails its health check. Pause or abort with gf_push_control, resume with gf_push_resume. A push " +
 			"to more than 100 instances is only allowed as a rolling push.",
 		Schema: schemaConfigPush}
 }
@@ -352,20 +356,45 @@ func (t *pushStatusTool) Apply(ctx context.Context, p governance.Plan) (governan
 	return governance.Result{Summary: strings.Join(lines, "\n"), Data: canonical(list)}, nil
 }
 
-// pushControlTool is gf_push_control: pause, resume or abort a rolling push.
-type pushControlTool struct{ c pushController }
+// pushControlTool is gf_push_control (pause or abort a rolling push) or, with resume,
+// gf_push_resume. They are two tools because they are governed apart: stopping a change
+// in progress is action halt, which the Commander and the Guardian take alone (one person
+// at 3 a.m. must be able to stop a bad rollout), while resuming one re-starts the change
+// and needs what starting a config push needs.
+type pushControlTool struct {
+	c      pushController
+	resume bool
+}
 
 func (t *pushControlTool) Spec() governance.ToolSpec {
-	return governance.ToolSpec{Name: NamePushControl, Action: governance.ActionConfigPush, Risk: clawops.RiskLow,
-		Description: "Pause, resume or abort a rolling push (config or upgrade). Pause and abort take effect before the next " +
-			"instances; the ones in flight finish. Resume continues where it stopped.",
+	if t.resume {
+		return governance.ToolSpec{Name: NamePushResume, Action: governance.ActionConfigPush, Risk: clawops.RiskMedium,
+			Description: "Resume a paused rolling push (config or upgrade) where it stopped, batch by batch. Resuming " +
+				"re-starts the change, so it is governed like a config push.",
+			Schema: schemaPushResume}
+	}
+	return governance.ToolSpec{Name: NamePushControl, Action: governance.ActionHalt, Risk: clawops.RiskLow,
+		Description: "Pause or abort a rolling push (config or upgrade): it takes effect before the next instances; the " +
+			"ones in flight finish. Stopping a change never needs an approval; resume a paused push with gf_push_resume.",
 		Schema: schemaPushControl}
 }
 
-// decodeControlArgs reads the arguments: the push, the action, and who asked (present in
-// a plan's canonical arguments).
-func decodeControlArgs(op string, raw json.RawMessage) (uint, string, string, error) {
-	m, err := decodeObject(op, raw, "push", "action", "requested_by")
+// name is the tool's name, for errors.
+func (t *pushControlTool) name() string {
+	if t.resume {
+		return NamePushResume
+	}
+	return NamePushControl
+}
+
+// decodeControlArgs reads the arguments: the push, the action (implicit for
+// gf_push_resume), and who asked (present in a plan's canonical arguments).
+func (t *pushControlTool) decodeArgs(op string, raw json.RawMessage) (uint, string, string, error) {
+	keys := []string{"push", "action", "requested_by"}
+	if t.resume {
+		keys = []string{"push", "reason", "requested_by"}
+	}
+	m, err := decodeObject(op, raw, keys...)
 	if err != nil {
 		return 0, "", "", err
 	}
@@ -373,20 +402,28 @@ func decodeControlArgs(op string, raw json.RawMessage) (uint, string, string, er
 	if err != nil {
 		return 0, "", "", err
 	}
-	action, err := stringArg(op, m, "action", nil, "")
-	if err != nil {
+	action := "resume"
+	if !t.resume {
+		if action, err = stringArg(op, m, "action", nil, ""); err != nil {
+			return 0, "", "", err
+		}
+		switch action {
+		case "pause", "abort":
+		case "resume":
+			return 0, "", "", badArgs(op, "resume is its own tool, gf_push_resume: it re-starts the change and is governed like a push")
+		default:
+			return 0, "", "", badArgs(op, "action %.40q: want pause or abort", action)
+		}
+	} else if _, err := stringArg(op, m, "reason", reasonRE, ""); err != nil {
 		return 0, "", "", err
-	}
-	if !slices.Contains([]string{"pause", "resume", "abort"}, action) {
-		return 0, "", "", badArgs(op, "action %.40q: want pause, resume or abort", action)
 	}
 	by, err := stringArg(op, m, "requested_by", nil, "")
 	return id, action, by, err
 }
 
 func (t *pushControlTool) Plan(ctx context.Context, actor clawops.Actor, args json.RawMessage) (governance.Plan, error) {
-	const op = NamePushControl + " plan"
-	id, action, by, err := decodeControlArgs(op, args)
+	op := t.name() + " plan"
+	id, action, by, err := t.decodeArgs(op, args)
 	if err != nil {
 		return governance.Plan{}, err
 	}
@@ -401,7 +438,11 @@ func (t *pushControlTool) Plan(ctx context.Context, actor clawops.Actor, args js
 	if !slices.Contains(allowed[action], v.State) {
 		return governance.Plan{}, clawops.E(op, clawops.KindInvalid, fleet.ReasonPushState, fmt.Errorf("push %d is %s: cannot %s it", id, v.State, action))
 	}
-	p := governance.Plan{Tool: NamePushControl, Args: canonical(map[string]any{"push": id, "action": action, "requested_by": requester(actor)}),
+	cargs := map[string]any{"push": id, "action": action, "requested_by": requester(actor)}
+	if t.resume {
+		delete(cargs, "action")
+	}
+	p := governance.Plan{Tool: t.name(), Args: canonical(cargs),
 		Reversible: action != "abort",
 		Effects:    []governance.Effect{{Kind: EffectDBUpdate, Target: fmt.Sprintf("push-%d", id), Detail: action}}}
 	pending := v.Counts[fleet.TargetPending]
@@ -422,7 +463,7 @@ func (t *pushControlTool) Plan(ctx context.Context, actor clawops.Actor, args js
 }
 
 func (t *pushControlTool) Apply(ctx context.Context, p governance.Plan) (governance.Result, error) {
-	id, action, by, err := decodeControlArgs(NamePushControl, p.Args)
+	id, action, by, err := t.decodeArgs(t.name(), p.Args)
 	if err != nil {
 		return governance.Result{}, err
 	}
@@ -439,7 +480,7 @@ func (t *pushControlTool) Apply(ctx context.Context, p governance.Plan) (governa
 		v, err = t.c.AbortPush(ctx, id, by)
 	}
 	if err != nil {
-		return governance.Result{}, clawops.E(NamePushControl, err)
+		return governance.Result{}, clawops.E(t.name(), err)
 	}
 	return governance.Result{Summary: pushLine(v), Data: canonical(v)}, nil
 }

@@ -43,7 +43,7 @@ func (t *upgradeTool) Spec() governance.ToolSpec {
 			"on its own if the new one fails; each batch is validated (vps.info image + health) before the next, stopping " +
 			"when more than max_fail_percent failed. Risk medium: nothing changes if the pull fails, a failing image is " +
 			"rolled back by the node, and batches bound the harm; more than 10 users still need approval. More than 100 " +
-			"instances only as a rolling push. Pause, resume or abort with gf_push_control; follow with gf_push_status.",
+			"instances only as a rolling push. Pause or abort with gf_push_control, resume with gf_push_resume; follow with gf_push_status.",
 		Schema: schemaUpgrade}
 }
 
