@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"gorm.io/gorm"
@@ -44,4 +45,25 @@ func CheckGatewayKey(ctx context.Context, db *gorm.DB, pub ed25519.PublicKey) er
 func fingerprint(hexKey string) string {
 	sum := sha256.Sum256([]byte(hexKey))
 	return hex.EncodeToString(sum[:6])
+}
+
+// ErrKeyMismatch is what VerifyGatewayKey returns when the recorded key differs.
+var ErrKeyMismatch = errors.New("gateway key differs from the fleet's")
+
+// VerifyGatewayKey compares pub with the recorded gateway key without recording
+// anything: it reports whether a key is recorded, and ErrKeyMismatch (wrapped, naming both
+// fingerprints) when it is another.
+func VerifyGatewayKey(ctx context.Context, db *gorm.DB, pub ed25519.PublicKey) (bool, error) {
+	var got Identity
+	err := db.WithContext(ctx).Where("name = ?", "gateway_key").Take(&got).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read gateway key: %w", err)
+	}
+	if want := hex.EncodeToString(pub); got.Value != want {
+		return true, fmt.Errorf("%w: this key %s, the fleet's %s", ErrKeyMismatch, fingerprint(want), fingerprint(got.Value))
+	}
+	return true, nil
 }

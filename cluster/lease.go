@@ -137,6 +137,30 @@ func New(db *gorm.DB, opts Options) (*Elector, error) {
 	return e, nil
 }
 
+// Read returns the lease called name as the database has it, and how long it remains
+// valid by the database's clock (zero or less: free or expired). It writes nothing.
+func Read(ctx context.Context, db *gorm.DB, name string) (Lease, time.Duration, error) {
+	if name == "" {
+		name = "leader"
+	}
+	e, err := New(db, Options{ID: "reader"})
+	if err != nil {
+		return Lease{}, 0, err
+	}
+	var row struct {
+		Lease
+		NowMs int64
+	}
+	err = db.WithContext(ctx).Raw("SELECT *, "+e.nowMs+" AS now_ms FROM cluster_leases WHERE name = ?", name).Scan(&row).Error
+	if err != nil {
+		return Lease{}, 0, fmt.Errorf("read lease: %w", err)
+	}
+	if row.Holder == "" {
+		return row.Lease, 0, nil
+	}
+	return row.Lease, time.Duration(row.ExpiresMs-row.NowMs) * time.Millisecond, nil
+}
+
 // Status returns what this replica knows of the lease now.
 func (e *Elector) Status() Status {
 	e.mu.Lock()

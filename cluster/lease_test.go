@@ -2,10 +2,12 @@ package cluster
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -336,6 +338,43 @@ func TestDuplicateReplicaID(t *testing.T) {
 		}
 		if !second.el.Status().Leader {
 			t.Errorf("second after the first gave up: %+v, want leader", second.el.Status())
+		}
+	})
+}
+
+// TestReadAndVerifyKey reads the lease without writing, and compares gateway keys without
+// recording one.
+func TestReadAndVerifyKey(t *testing.T) {
+	databases(t, func(t *testing.T, open func() *gorm.DB) {
+		db := open()
+		ctx := context.Background()
+		if l, left, err := Read(ctx, db, ""); err != nil || l.Holder != "" || left != 0 {
+			t.Fatalf("empty table: got %+v, %s, %v", l, left, err)
+		}
+		var count leading
+		a := startReplica(t, db, "a", 10*time.Second, &count)
+		waitFor(t, "a to lead", func() bool { return a.el.Status().Leader })
+		l, left, err := Read(ctx, db, "")
+		if err != nil || l.Holder != "a" || l.Addr != "http://a" || left <= 0 || left > 10*time.Second {
+			t.Fatalf("held lease: got %+v, %s, %v", l, left, err)
+		}
+
+		pub1, _, _ := ed25519.GenerateKey(nil)
+		pub2, _, _ := ed25519.GenerateKey(nil)
+		if recorded, err := VerifyGatewayKey(ctx, db, pub1); recorded || err != nil {
+			t.Fatalf("verify before any key: %v, %v; want not recorded", recorded, err)
+		}
+		if err := CheckGatewayKey(ctx, db, pub1); err != nil {
+			t.Fatal(err)
+		}
+		if recorded, err := VerifyGatewayKey(ctx, db, pub1); !recorded || err != nil {
+			t.Errorf("verify the recorded key: %v, %v", recorded, err)
+		}
+		if _, err := VerifyGatewayKey(ctx, db, pub2); !errors.Is(err, ErrKeyMismatch) {
+			t.Errorf("verify another key: %v, want ErrKeyMismatch", err)
+		}
+		if err := CheckGatewayKey(ctx, db, pub2); err == nil || !strings.Contains(err.Error(), "gateway.key") {
+			t.Errorf("check another key: %v, want a refusal naming gateway.key", err)
 		}
 	})
 }

@@ -38,6 +38,9 @@ const ForwardedHeader = "X-Clawops-Forwarded-By"
 // arrives before the first lease round has finished (at start).
 const leaderWait = 5 * time.Second
 
+// ReplicaID is the replica ID a gateway started with cfg campaigns under.
+func ReplicaID(cfg *config.Config) string { return replicaID(cfg) }
+
 // replicaID is cluster.replica_id, or <hostname>-<8 hex of the machine ID and the data
 // folder's absolute path>: the same across restarts of one replica, different for two
 // replicas on one host (which cannot share a data folder: it is locked) and for cloned

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/gatewayforge/clawops/channels"
 	"github.com/gatewayforge/clawops/clawnode/keyfile"
+	"github.com/gatewayforge/clawops/cluster"
 	"github.com/gatewayforge/clawops/config"
 	"github.com/gatewayforge/clawops/fleet"
 	"github.com/gatewayforge/clawops/gateway"
@@ -77,6 +79,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	if db != nil {
+		doctorCluster(ctx, cfg, db, report)
 		doctorChannels(ctx, cfg, db, report)
 	}
 	tw.Flush()
@@ -84,6 +87,29 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return exitError{1}
 	}
 	return nil
+}
+
+// doctorCluster says which replica leads and checks that this replica's gateway key is
+// the one the fleet's nodes pin. It writes nothing.
+func doctorCluster(ctx context.Context, cfg *config.Config, db *gorm.DB, report func(part, status, detail string)) {
+	me := gateway.ReplicaID(cfg)
+	if key, err := keyfile.Load(filepath.Join(cfg.DataDir, gateway.KeyFile)); err == nil {
+		if _, err := cluster.VerifyGatewayKey(ctx, db, key.Public().(ed25519.PublicKey)); err != nil {
+			report("cluster", "FAIL", err.Error()+": copy the fleet's gateway.key into "+cfg.DataDir)
+			return
+		}
+	}
+	l, left, err := cluster.Read(ctx, db, "")
+	switch {
+	case err != nil:
+		report("cluster", "FAIL", err.Error())
+	case l.Holder == "" || left <= 0:
+		report("cluster", "ok", fmt.Sprintf("replica %s; no replica leads now (the lease is free): the next gateway to start leads", me))
+	case l.Holder == me:
+		report("cluster", "ok", fmt.Sprintf("replica %s leads (epoch %d, lease valid %s)", me, l.Epoch, left.Round(time.Second)))
+	default:
+		report("cluster", "ok", fmt.Sprintf("replica %s; %s leads at %s (epoch %d, lease valid %s)", me, l.Holder, l.Addr, l.Epoch, left.Round(time.Second)))
+	}
 }
 
 // doctorArchive checks where teardowns keep workspaces: a folder must be writable (a file

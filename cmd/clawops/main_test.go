@@ -3,12 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/gatewayforge/clawops/channels/telegram/telegramtest"
+	"github.com/gatewayforge/clawops/clawnode/keyfile"
+	"github.com/gatewayforge/clawops/cluster"
+	"github.com/gatewayforge/clawops/config"
+	"github.com/gatewayforge/clawops/gateway"
+	"github.com/gatewayforge/clawops/store"
 )
 
 func runCLI(t *testing.T, args ...string) (string, string, error) {
@@ -151,5 +157,38 @@ channels:
 	out, _, err = runCLI(t, "doctor", "--config", cfg)
 	if exitCode(err) != 1 || !strings.Contains(out, "DOCTOR_TG_TOKEN") {
 		t.Fatalf("doctor with the secret missing: exit %d, want 1 naming the variable\n%s", exitCode(err), out)
+	}
+}
+
+// TestDoctorCluster reports who leads, and fails when this replica's gateway key is not
+// the one the fleet recorded.
+func TestDoctorCluster(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "clawops.yaml")
+	writeFile(t, cfg, "data_dir: "+filepath.Join(dir, "data")+"\ncluster: {replica_id: gw-test-a}\n")
+	out, _, err := runCLI(t, "doctor", "--config", cfg)
+	if err != nil || !strings.Contains(out, "replica gw-test-a; no replica leads now") {
+		t.Fatalf("doctor on a fresh store: %v\n%s", err, out)
+	}
+	// The fleet recorded another gateway's key; this data folder holds its own.
+	c, err := config.Load(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := gateway.OpenStore(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _, _ := ed25519.GenerateKey(nil)
+	if err := cluster.CheckGatewayKey(context.Background(), db, other); err != nil {
+		t.Fatal(err)
+	}
+	store.Close(db)
+	if _, err := keyfile.LoadOrCreate(filepath.Join(dir, "data", gateway.KeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = runCLI(t, "doctor", "--config", cfg)
+	if exitCode(err) != 1 || !strings.Contains(out, "gateway key differs from the fleet's") {
+		t.Fatalf("doctor with another key: exit %d, want 1 naming the key mismatch\n%s", exitCode(err), out)
 	}
 }
