@@ -320,8 +320,9 @@ func (h *Hub) handshake(ctx context.Context, ws *websocket.Conn, remote string, 
 			Events: []string{proto.EventTick, proto.EventInvokeRequest}},
 		Snapshot: proto.Snapshot{Presence: []json.RawMessage{}, Health: json.RawMessage(`{}`),
 			UptimeMs: now.Sub(h.start).Milliseconds()},
-		Auth:   proto.HelloAuth{Method: "device-token", Role: proto.RoleNode, Scopes: []string{}},
-		Policy: proto.Policy{MaxPayload: proto.MaxFrameBytes, MaxBufferedBytes: 2 * proto.MaxFrameBytes, TickIntervalMs: h.opts.TickInterval.Milliseconds()},
+		Auth: proto.HelloAuth{Method: "device-token", Role: proto.RoleNode, Scopes: []string{}},
+		Policy: proto.Policy{MaxPayload: proto.MaxFrameBytes, MaxBufferedBytes: 2 * proto.MaxFrameBytes, TickIntervalMs: h.opts.TickInterval.Milliseconds(),
+			HeartbeatIntervalMs: h.opts.HeartbeatInterval.Milliseconds()},
 	}
 	if auth.method != "" {
 		hello.Auth.Method = auth.method

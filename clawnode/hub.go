@@ -34,14 +34,17 @@ type HubOptions struct {
 	DB  *gorm.DB           // holds devices and join tokens; call Migrate first
 	Key ed25519.PrivateKey // the gateway key that signs commands; nodes pin its public half
 
-	TickInterval     time.Duration // tick event period (default 15s)
-	IdleTimeout      time.Duration // close a node silent this long (default 3 ticks, at least 45s)
-	HandshakeTimeout time.Duration // connect must arrive within this (default 10s)
-	WriteTimeout     time.Duration // per-frame write budget (default 10s)
-	InvokeTimeout    time.Duration // Invoke budget when ctx has no deadline (default 60s)
-	CommandTTL       time.Duration // signed command validity (default 2m)
-	MaxHandshakes    int           // concurrent handshakes before answering 503 (default 256)
-	Version          string        // hello-ok server.version (default "clawops")
+	TickInterval time.Duration // tick event period (default 15s)
+	// HeartbeatInterval is sent to nodes in hello-ok (policy.heartbeatIntervalMs); zero
+	// leaves each node at its own interval.
+	HeartbeatInterval time.Duration
+	IdleTimeout       time.Duration // close a node silent this long (default 3 ticks, at least 45s)
+	HandshakeTimeout  time.Duration // connect must arrive within this (default 10s)
+	WriteTimeout      time.Duration // per-frame write budget (default 10s)
+	InvokeTimeout     time.Duration // Invoke budget when ctx has no deadline (default 60s)
+	CommandTTL        time.Duration // signed command validity (default 2m)
+	MaxHandshakes     int           // concurrent handshakes before answering 503 (default 256)
+	Version           string        // hello-ok server.version (default "clawops")
 
 	Clock  clawops.Clock
 	Logger *slog.Logger

@@ -304,6 +304,21 @@ func TestHeartbeatReachesHub(t *testing.T) {
 	}
 }
 
+// TestHeartbeatIntervalFromHub: a node configured to beat hourly beats at the interval the
+// hub's hello-ok asks for (policy.heartbeatIntervalMs), so the gateway's config reaches
+// nodes however they were installed.
+func TestHeartbeatIntervalFromHub(t *testing.T) {
+	e := newEnv(t, func(o *HubOptions) { o.HeartbeatInterval = time.Second })
+	e.startNode(t.TempDir(), e.mint("demo1-pri"), nil, func(c *daemon.Config) { c.HeartbeatInterval = time.Hour })
+	for i := range 3 { // the first at connect, then one a second: never within an hour
+		select {
+		case <-e.heartbeats:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("heartbeat %d not received within 30s: the node kept its hourly interval", i+1)
+		}
+	}
+}
+
 func TestInvokeOffline(t *testing.T) {
 	e := newEnv(t)
 	_, err := invoke(t, e.hub, "no-such-node", daemon.CmdMetrics, nil)

@@ -155,13 +155,15 @@ func (g *Gateway) wire(opts Options, nodeURL string) error {
 	cfg := g.cfg
 	var err error
 	g.hub, err = clawnode.NewHub(clawnode.HubOptions{
-		DB:            g.db,
-		Key:           g.key,
-		TickInterval:  cfg.Nodes.TickInterval,
-		InvokeTimeout: cfg.Nodes.InvokeTimeout,
-		Clock:         g.clk,
-		Logger:        g.log.With("room", "hub"),
-		OnHeartbeat:   g.onHeartbeat,
+		DB:           g.db,
+		Key:          g.key,
+		TickInterval: cfg.Nodes.TickInterval,
+		// Every node beats at the interval the monitor's timeout is measured against.
+		HeartbeatInterval: cfg.Nodes.HeartbeatInterval,
+		InvokeTimeout:     cfg.Nodes.InvokeTimeout,
+		Clock:             g.clk,
+		Logger:            g.log.With("room", "hub"),
+		OnHeartbeat:       g.onHeartbeat,
 		OnRefused: func(_ context.Context, r clawnode.Refusal) {
 			g.log.Warn("node refused a command", "node", r.Node, "instance", r.Instance,
 				"command", r.Command, "reason", r.Code)

@@ -357,6 +357,7 @@ func TestStockNodeHostPairsWithClawOps(t *testing.T) {
 	var audits []clawnode.PairingEvent
 	var mu sync.Mutex
 	hub, err := clawnode.NewHub(clawnode.HubOptions{DB: db, Key: key, TickInterval: 5 * time.Second,
+		HeartbeatInterval: 10 * time.Second, // hello-ok carries the ClawOps policy addition the stock node must ignore
 		Audit: func(_ context.Context, ev clawnode.PairingEvent) error {
 			mu.Lock()
 			defer mu.Unlock()

@@ -135,7 +135,11 @@ func (d *Daemon) session(ctx context.Context) (connected bool, err error) {
 
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
-	go d.heartbeats(sctx, s)
+	every := d.cfg.HeartbeatInterval
+	if ms := hello.Policy.HeartbeatIntervalMs; ms >= proto.MinHeartbeatMs && ms <= proto.MaxHeartbeatMs {
+		every = time.Duration(ms) * time.Millisecond
+	}
+	go d.heartbeats(sctx, s, every)
 	if d.keyDue() {
 		go d.startRotation(sctx, s)
 	}
@@ -263,13 +267,14 @@ func readFrame(ctx context.Context, ws *websocket.Conn) (proto.Frame, error) {
 	return proto.DecodeFrame(data)
 }
 
-// heartbeats sends a clawops.heartbeat node event now and every HeartbeatInterval.
-func (d *Daemon) heartbeats(ctx context.Context, s *session) {
-	t := time.NewTicker(d.cfg.HeartbeatInterval)
+// heartbeats sends a clawops.heartbeat node event now and every interval: the gateway's
+// policy.heartbeatIntervalMs when it sent one, else HeartbeatInterval.
+func (d *Daemon) heartbeats(ctx context.Context, s *session, every time.Duration) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		if err := s.request(ctx, proto.MethodNodeEvent, proto.NodeEventParams{
-			Event: proto.NodeEventHeartbeat, PayloadJSON: d.heartbeat(ctx)}); err != nil {
+			Event: proto.NodeEventHeartbeat, PayloadJSON: d.heartbeat(ctx, every)}); err != nil {
 			if ctx.Err() == nil {
 				d.log.Warn("send heartbeat", "err", err)
 			}
@@ -285,8 +290,8 @@ func (d *Daemon) heartbeats(ctx context.Context, s *session) {
 
 // heartbeat collects one heartbeat payload. Failures of a part are logged and leave that
 // part zero; the heartbeat itself always goes out.
-func (d *Daemon) heartbeat(ctx context.Context) string {
-	ctx, cancel := context.WithTimeout(ctx, max(d.cfg.HeartbeatInterval/2, time.Second))
+func (d *Daemon) heartbeat(ctx context.Context, every time.Duration) string {
+	ctx, cancel := context.WithTimeout(ctx, max(every/2, time.Second))
 	defer cancel()
 	ev := proto.HeartbeatEvent{SentAtMs: d.clock.Now().UnixMilli(), Container: StateUnknown}
 	m, err := d.metrics.Sample(ctx)

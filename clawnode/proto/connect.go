@@ -197,7 +197,19 @@ type Policy struct {
 	MaxPayload       int64 `json:"maxPayload"`
 	MaxBufferedBytes int64 `json:"maxBufferedBytes"`
 	TickIntervalMs   int64 `json:"tickIntervalMs"`
+	// HeartbeatIntervalMs is how often the gateway wants clawops.heartbeat events (a
+	// ClawOps addition, absent from the stock gateway). A node uses it instead of its own
+	// --heartbeat when it is within MinHeartbeatMs..MaxHeartbeatMs: the gateway measures
+	// its offline timeout against it, so a config change reaches every node at its next
+	// connect, however it was installed.
+	HeartbeatIntervalMs int64 `json:"heartbeatIntervalMs,omitempty"`
 }
+
+// Bounds of Policy.HeartbeatIntervalMs a node accepts.
+const (
+	MinHeartbeatMs = 1_000
+	MaxHeartbeatMs = 600_000
+)
 
 // HelloOK is the payload of the successful connect response.
 type HelloOK struct {
