@@ -113,7 +113,7 @@ func runRamp(ctx context.Context, cfg config, cs *children, res *results, out io
 			rr.StopReason = fmt.Sprintf("step %d: fan-out failed: %v", step, ferr)
 			return nil
 		case fo.OK < fo.Targets:
-			rr.StopReason = fmt.Sprintf("step %d: fan-out reached %d of %d nodes", step, fo.OK, fo.Targets)
+			rr.StopReason = fmt.Sprintf("step %d: fan-out reached %d of %d nodes (errors %v)", step, fo.OK, fo.Targets, fo.Errors)
 			return nil
 		case cfg.RampRSSMB > 0 && s.RSSMB > float64(cfg.RampRSSMB):
 			rr.LargestFullStep = target

@@ -54,28 +54,64 @@ type field struct {
 	shape *shape
 }
 
-var shapes sync.Map // reflect.Type → *shape
+// shapes caches complete shapes by type. A shape is published only once it is filled in:
+// a decoder on another goroutine must never see a struct's field table half built (it
+// would refuse a known key as unknown, as the first commands to a fresh gf-clawnode once
+// were). Building happens under shapeMu.
+var (
+	shapes  sync.Map // reflect.Type → *shape, complete
+	shapeMu sync.Mutex
+)
 
 func shapeOf(t reflect.Type) *shape {
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t == nil || t == rawMessageType {
+	t, ok := shapedType(t)
+	if !ok {
 		return nil
-	}
-	switch t.Kind() {
-	case reflect.Struct, reflect.Map, reflect.Slice, reflect.Array:
-	default:
-		return nil // scalars and interfaces: json.Unmarshal checks types
 	}
 	if s, ok := shapes.Load(t); ok {
 		return s.(*shape)
 	}
-	s := &shape{}
-	// Store before filling in, so a recursive type finds itself.
-	if prev, loaded := shapes.LoadOrStore(t, s); loaded {
-		return prev.(*shape)
+	shapeMu.Lock()
+	defer shapeMu.Unlock()
+	building := map[reflect.Type]*shape{}
+	s := buildShape(t, building)
+	for bt, bs := range building {
+		shapes.Store(bt, bs) // every shape of this build is complete now
 	}
+	return s
+}
+
+// shapedType strips pointers and reports whether values of t have a shape to check:
+// structs, maps, slices and arrays; scalars, interfaces and json.RawMessage do not.
+func shapedType(t reflect.Type) (reflect.Type, bool) {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t == rawMessageType {
+		return t, false
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map, reflect.Slice, reflect.Array:
+		return t, true
+	}
+	return t, false // json.Unmarshal checks scalar types
+}
+
+// buildShape fills in t's shape; building holds the shapes of this build, so a recursive
+// type finds itself.
+func buildShape(t reflect.Type, building map[reflect.Type]*shape) *shape {
+	t, ok := shapedType(t)
+	if !ok {
+		return nil
+	}
+	if s, ok := shapes.Load(t); ok {
+		return s.(*shape)
+	}
+	if s, ok := building[t]; ok {
+		return s
+	}
+	s := &shape{}
+	building[t] = s
 	switch t.Kind() {
 	case reflect.Struct:
 		s.fields = make(map[string]*field, t.NumField())
@@ -94,15 +130,15 @@ func shapeOf(t reflect.Type) *shape {
 					name = n
 				}
 			}
-			s.fields[name] = &field{index: len(s.fields), shape: shapeOf(f.Type)}
+			s.fields[name] = &field{index: len(s.fields), shape: buildShape(f.Type, building)}
 		}
 	case reflect.Map:
-		s.isMap, s.elem = true, shapeOf(t.Elem())
+		s.isMap, s.elem = true, buildShape(t.Elem(), building)
 	case reflect.Slice, reflect.Array:
 		if t.Elem().Kind() == reflect.Uint8 && t.Kind() == reflect.Slice {
 			return s // []byte is a base64 string
 		}
-		s.elem = shapeOf(t.Elem())
+		s.elem = buildShape(t.Elem(), building)
 	}
 	return s
 }
