@@ -19,6 +19,8 @@ import (
 	"github.com/gatewayforge/clawops"
 	"github.com/gatewayforge/clawops/channels/web"
 	"github.com/gatewayforge/clawops/governance"
+
+	"github.com/gatewayforge/clawops/internal/syncbuf"
 )
 
 const (
@@ -44,22 +46,7 @@ func testTokens(t testing.TB) *TokenStore {
 }
 
 // syncBuffer is a log sink safe for concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 type fixture struct {
 	srv     *httptest.Server

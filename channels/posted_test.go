@@ -1,7 +1,6 @@
 package channels_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,8 @@ import (
 	"github.com/gatewayforge/clawops/governance"
 	"github.com/gatewayforge/clawops/internal/pgtest"
 	"github.com/gatewayforge/clawops/store"
+
+	"github.com/gatewayforge/clawops/internal/syncbuf"
 )
 
 // msgRef is a platform reference shaped like the adapters' (a chat and a message).
@@ -39,17 +40,8 @@ func (c *postedClock) advance(d time.Duration) {
 }
 
 // logBuffer collects log lines; tests check that a refused row or a failed write was logged.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type logBuffer struct{ syncbuf.Buffer }
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *logBuffer) String() string       { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 // postedDBs are the databases the write-through store is tested on: a SQLite file always,

@@ -19,6 +19,8 @@ import (
 	"github.com/gatewayforge/clawops"
 	"github.com/gatewayforge/clawops/clawnode/proto"
 	"github.com/gatewayforge/clawops/store"
+
+	"github.com/gatewayforge/clawops/internal/syncbuf"
 )
 
 // fileNodes are simulated nodes whose state lives in files, so it outlives the gateway
@@ -245,20 +247,5 @@ func TestRollingPushSurvivesKill(t *testing.T) {
 	}
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b = append(s.b, p...)
-	return len(p), nil
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return string(s.b)
-}
+// syncBuf collects a child process's output.
+type syncBuf = syncbuf.Buffer

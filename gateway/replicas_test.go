@@ -3,7 +3,6 @@
 package gateway_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -13,12 +12,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gatewayforge/clawops/internal/pgtest"
+	"github.com/gatewayforge/clawops/internal/syncbuf"
 )
 
 const secondAdminToken = "second-admin-token-0123456789abcdef"
@@ -29,22 +28,11 @@ type replicaProc struct {
 	url     string
 	dataDir string
 	cmd     *exec.Cmd
-	mu      sync.Mutex
-	log     bytes.Buffer
+	log     syncbuf.Buffer // its stdout and stderr
 	exited  chan struct{}
 }
 
-func (r *replicaProc) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.log.Write(p)
-}
-
-func (r *replicaProc) logText() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.log.String()
-}
+func (r *replicaProc) logText() string { return r.log.String() }
 
 // readyz returns the replica's /readyz status code and role ("" when it does not answer).
 func (r *replicaProc) readyz() (int, string, int64) {
@@ -149,7 +137,7 @@ cluster: {lease_ttl: 3s}
 			"CLAWOPS_TEST_OPERATOR_TOKEN="+operatorToken,
 			"CLAWOPS_TEST_ADMIN2_TOKEN="+secondAdminToken,
 		)
-		r.cmd.Stdout, r.cmd.Stderr = r, r
+		r.cmd.Stdout, r.cmd.Stderr = &r.log, &r.log
 		if err := r.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

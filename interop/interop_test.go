@@ -37,6 +37,8 @@ import (
 	"github.com/gatewayforge/clawops/clawnode"
 	"github.com/gatewayforge/clawops/clawnode/proto"
 	"github.com/gatewayforge/clawops/store"
+
+	"github.com/gatewayforge/clawops/internal/syncbuf"
 )
 
 // env is what run.sh provides.
@@ -70,22 +72,7 @@ func setup(t *testing.T) env {
 }
 
 // buffer collects a process's output.
-type buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+type buffer = syncbuf.Buffer
 
 // baseEnv is the environment of every OpenClaw process: no update checks, no telemetry,
 // no channels, no Bonjour; the namespace blocks anything else.

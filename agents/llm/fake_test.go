@@ -13,6 +13,8 @@ import (
 	"time"
 
 	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/gatewayforge/clawops/internal/syncbuf"
 )
 
 // fakeAPI is an OpenAI-compatible endpoint on 127.0.0.1 speaking the real chat-completions
@@ -112,22 +114,7 @@ func (s *sleeps) got() []time.Duration {
 }
 
 // syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 const testKey = "sk-test-SECRET-0123456789"
 

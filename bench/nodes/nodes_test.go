@@ -13,9 +13,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatewayforge/clawops/internal/syncbuf"
 )
 
 // TestMain lets the test binary play the child roles: the driver re-executes its own
@@ -147,22 +148,7 @@ func TestInterruptStopsEverything(t *testing.T) {
 }
 
 // syncBuffer is a bytes.Buffer safe to read while run writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 // ownChildren lists live processes whose parent is this one and that run a bench role.
 func ownChildren(t *testing.T) []int {

@@ -28,6 +28,8 @@ import (
 	"github.com/gatewayforge/clawops/clawnode"
 	"github.com/gatewayforge/clawops/clawnode/proto"
 	"github.com/gatewayforge/clawops/store"
+
+	"github.com/gatewayforge/clawops/internal/syncbuf"
 )
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -42,22 +44,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // syncBuffer collects a process's output for the test log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 var (
 	buildOnce sync.Once
