@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"context"
-	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/gatewayforge/clawops"
+	"github.com/gatewayforge/clawops/internal/pgtest"
 	"github.com/gatewayforge/clawops/store"
 )
 
@@ -48,19 +48,7 @@ func TestPostgres(t *testing.T) {
 // afterwards, or skips when none answers.
 func postgresDB(t *testing.T) *gorm.DB {
 	t.Helper()
-	ctx := context.Background()
-	base := "host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable connect_timeout=2"
-	admin, err := store.Open(ctx, store.Options{Driver: "postgres", DSN: base})
-	if err != nil {
-		t.Skipf("no PostgreSQL at 127.0.0.1:5432: %v", err)
-	}
-	t.Cleanup(func() { store.Close(admin) })
-	schema := fmt.Sprintf("fleet_test_%d", time.Now().UnixNano())
-	if err := admin.Exec("CREATE SCHEMA " + schema).Error; err != nil {
-		t.Skipf("create schema: %v", err)
-	}
-	t.Cleanup(func() { admin.Exec("DROP SCHEMA " + schema + " CASCADE") })
-	db, err := store.Open(ctx, store.Options{Driver: "postgres", DSN: base + " search_path=" + schema})
+	db, err := store.Open(context.Background(), store.Options{Driver: "postgres", DSN: pgtest.DSN(t, "fleet_test")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,10 +2,7 @@ package governance
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -13,45 +10,18 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/gatewayforge/clawops"
+	"github.com/gatewayforge/clawops/internal/pgtest"
 	"github.com/gatewayforge/clawops/store"
 )
-
-const pgBaseDSN = "host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable connect_timeout=3"
 
 // openPostgres returns a function opening connection pools onto a fresh schema of the local
 // PostgreSQL test database (dropped at cleanup), or skips when no server answers.
 func openPostgres(t *testing.T) func() *gorm.DB {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("short mode: no PostgreSQL")
-	}
-	conn, err := net.DialTimeout("tcp", "127.0.0.1:5432", time.Second)
-	if err != nil {
-		t.Skipf("PostgreSQL not reachable at 127.0.0.1:5432: %v", err)
-	}
-	conn.Close()
+	dsn := pgtest.DSN(t, "gov_test")
 	ctx := context.Background()
-	admin, err := store.Open(ctx, store.Options{Driver: "postgres", DSN: pgBaseDSN})
-	if err != nil {
-		t.Skipf("PostgreSQL test database unavailable: %v", err)
-	}
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	schema := "gov_test_" + hex.EncodeToString(b[:])
-	if err := admin.Exec("CREATE SCHEMA " + schema).Error; err != nil {
-		store.Close(admin)
-		t.Skipf("cannot create a schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := admin.Exec("DROP SCHEMA " + schema + " CASCADE").Error; err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-		store.Close(admin)
-	})
 	open := func() *gorm.DB {
-		db, err := store.Open(ctx, store.Options{Driver: "postgres", DSN: pgBaseDSN + " search_path=" + schema})
+		db, err := store.Open(ctx, store.Options{Driver: "postgres", DSN: dsn})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,9 +15,12 @@ import (
 const Base = "host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable connect_timeout=2"
 
 // DSN creates a schema named prefix_<nanoseconds> and returns a DSN whose search path is
-// that schema. It skips the test when no server answers.
+// that schema. It skips the test in -short mode and when no server answers.
 func DSN(t testing.TB, prefix string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("short mode: no PostgreSQL")
+	}
 	admin, err := store.Open(context.Background(), store.Options{Driver: "postgres", DSN: Base})
 	if err != nil {
 		t.Skipf("no PostgreSQL at 127.0.0.1:5432: %v", err)
