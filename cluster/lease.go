@@ -91,7 +91,6 @@ type Elector struct {
 
 	mu     sync.Mutex
 	status Status
-	change chan struct{} // closed and replaced on every status change
 
 	ready     chan struct{} // closed after the first round of the campaign
 	readyOnce sync.Once
@@ -121,20 +120,27 @@ func New(db *gorm.DB, opts Options) (*Elector, error) {
 	if _, err := rand.Read(n[:]); err != nil {
 		return nil, fmt.Errorf("cluster: nonce: %w", err)
 	}
-	e := &Elector{db: db, opts: opts, log: opts.Logger, change: make(chan struct{}),
+	e := &Elector{db: db, opts: opts, log: opts.Logger,
 		status: Status{Replica: opts.ID}, nonce: hex.EncodeToString(n[:]), ready: make(chan struct{})}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
-	switch db.Dialector.Name() {
-	case "postgres":
-		e.nowMs = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
-	case "sqlite":
-		e.nowMs = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
-	default:
-		return nil, fmt.Errorf("cluster: database %q is not supported (postgres or sqlite)", db.Dialector.Name())
+	var err error
+	if e.nowMs, err = nowMsExpr(db); err != nil {
+		return nil, err
 	}
 	return e, nil
+}
+
+// nowMsExpr is the SQL expression of the database's clock in ms since 1970.
+func nowMsExpr(db *gorm.DB) (string, error) {
+	switch db.Dialector.Name() {
+	case "postgres":
+		return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)", nil
+	case "sqlite":
+		return "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)", nil
+	}
+	return "", fmt.Errorf("cluster: database %q is not supported (postgres or sqlite)", db.Dialector.Name())
 }
 
 // Read returns the lease called name as the database has it, and how long it remains
@@ -143,7 +149,7 @@ func Read(ctx context.Context, db *gorm.DB, name string) (Lease, time.Duration, 
 	if name == "" {
 		name = "leader"
 	}
-	e, err := New(db, Options{ID: "reader"})
+	nowMs, err := nowMsExpr(db)
 	if err != nil {
 		return Lease{}, 0, err
 	}
@@ -151,7 +157,7 @@ func Read(ctx context.Context, db *gorm.DB, name string) (Lease, time.Duration, 
 		Lease
 		NowMs int64
 	}
-	err = db.WithContext(ctx).Raw("SELECT *, "+e.nowMs+" AS now_ms FROM cluster_leases WHERE name = ?", name).Scan(&row).Error
+	err = db.WithContext(ctx).Raw("SELECT *, "+nowMs+" AS now_ms FROM cluster_leases WHERE name = ?", name).Scan(&row).Error
 	if err != nil {
 		return Lease{}, 0, fmt.Errorf("read lease: %w", err)
 	}
@@ -172,23 +178,11 @@ func (e *Elector) Status() Status {
 // lease, won or not: from then on Status says who leads, as far as the database told.
 func (e *Elector) Ready() <-chan struct{} { return e.ready }
 
-// Changed returns a channel closed at the next status change.
-func (e *Elector) Changed() <-chan struct{} {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.change
-}
-
 func (e *Elector) setStatus(s Status) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s.Replica = e.opts.ID
-	if s == e.status {
-		return
-	}
 	e.status = s
-	close(e.change)
-	e.change = make(chan struct{})
 }
 
 // renewEvery is how often a leader renews; a follower polls at the same pace.
